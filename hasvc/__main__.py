@@ -1,0 +1,5 @@
+import sys
+
+from hasvc.cli import main
+
+sys.exit(main())

@@ -1,0 +1,514 @@
+"""hasvc.yaml (the node file) and the per-service policy files.
+
+Every key is documented in README.md. Loading either succeeds completely or
+raises ConfigError naming file, line and key: a running daemon keeps its
+old config when a reload fails.
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+import sys
+from dataclasses import dataclass, field
+from typing import Any
+
+from hasvc import yamlpos
+from hasvc.model import Role
+from hasvc.schema import Section, as_argv
+from hasvc.yamlpos import ConfigError, Doc
+
+ACTIONS = ("start", "stop", "restart", "reload", "none")
+KINDS = ("process", "rc", "commands", "address")
+BINDS = ("vip4", "vip6", "vip", "node4", "node6", "node", "wildcard", "none")
+HEALTH_TYPES = ("process", "dhcp", "tftp", "tcp", "udp", "command")
+PLACEHOLDER = re.compile(r"\{([a-z][a-z0-9_]*)\}")
+PLACEHOLDERS = ("vip4", "vip6", "node4", "node6", "vhid", "interface", "node", "state_dir")
+
+
+@dataclass(frozen=True)
+class Group:
+    vhid: int
+    interface: str
+    ipv4: str | None = None
+    ipv6: str | None = None
+    prefixlen4: int = 24
+    prefixlen6: int = 64
+    debounce: float | None = None
+
+
+@dataclass(frozen=True)
+class Template:
+    source: str  # absolute path of the template file
+    dest: str
+    mode: int = 0o644
+
+
+@dataclass(frozen=True)
+class HealthCheck:
+    type: str
+    timeout: float = 2.0
+    argv: tuple[str, ...] = ()
+    address: str = ""
+    port: int = 0
+    interface: str = ""
+    file: str = ""
+    expect: str = ""  # dhcp: server identifier; tftp: expected file content
+
+
+@dataclass(frozen=True)
+class Policy:
+    name: str
+    file: str
+    line: int
+    kind: str = "process"
+    groups: tuple[int, ...] = ()
+    match: str = "all"
+    on: dict[Role, str] = field(default_factory=dict)
+    bind: str = "none"
+    start: tuple[str, ...] = ()
+    stop: tuple[str, ...] = ()
+    reload: tuple[str, ...] = ()
+    stop_signal: str = "TERM"
+    reload_signal: str = "HUP"
+    pidfile: str = ""
+    log: str = ""
+    env: tuple[tuple[str, str], ...] = ()
+    templates: tuple[Template, ...] = ()
+    after: tuple[str, ...] = ()
+    after_lines: tuple[int, ...] = ()
+    timeout_start: float = 10.0
+    timeout_stop: float = 10.0
+    timeout_reload: float = 10.0
+    health: tuple[HealthCheck, ...] = ()
+    health_interval: float = 5.0
+    health_failures: int = 2
+    restart_max: int = 3
+    restart_backoff: float = 1.0
+    restart_backoff_max: float = 30.0
+    demote: bool = False
+    service: str = ""  # kind rc: the rc.d service name
+    commands: dict[str, tuple[tuple[str, ...], ...]] = field(default_factory=dict)
+    address_interface: str = ""
+    address4: str = ""
+    address6: str = ""
+
+    def action(self, role: Role) -> str:
+        return self.on.get(role, "none")
+
+
+@dataclass(frozen=True)
+class Demotion:
+    method: str = "none"  # sysctl | track_file | command | none
+    amount: int = 240
+    sysctl: str = "/sbin/sysctl"
+    track_file: str = ""
+    demote: tuple[str, ...] = ()
+    undemote: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Config:
+    file: str
+    node: str
+    platform: str
+    role_source: str
+    ifconfig: str
+    devd_socket: str
+    service_cmd: str
+    ip_cmd: str
+    control_socket: str
+    state_dir: str
+    node4: str | None
+    node6: str | None
+    groups: dict[int, Group]
+    services_dir: str
+    policies: dict[str, Policy]
+    debounce: float = 0.1
+    poll_interval: float = 2.0
+    demotion: Demotion = Demotion()
+    lease_sync: dict[str, Any] | None = None
+    omapi: dict[str, Any] | None = None
+
+    def group_for(self, vhid: int) -> Group:
+        return self.groups[vhid]
+
+    def values(self, policy: Policy) -> dict[str, str]:
+        """Placeholder values for one policy: its first group's addresses."""
+        group = self.groups[policy.groups[0]] if policy.groups else None
+        return {
+            "vip4": (group.ipv4 or "") if group else "",
+            "vip6": (group.ipv6 or "") if group else "",
+            "node4": self.node4 or "",
+            "node6": self.node6 or "",
+            "vhid": str(group.vhid) if group else "",
+            "interface": group.interface if group else "",
+            "node": self.node,
+            "state_dir": self.state_dir,
+        }
+
+    def bound_address(self, policy: Policy) -> str:
+        v = self.values(policy)
+        return {"vip4": v["vip4"], "vip6": v["vip6"], "vip": v["vip4"] or v["vip6"],
+                "node4": v["node4"], "node6": v["node6"], "node": v["node4"] or v["node6"],
+                "wildcard": "*", "none": ""}[policy.bind]
+
+
+def detect_platform() -> str:
+    return "freebsd" if sys.platform.startswith("freebsd") else "linux"
+
+
+def substitute(text: str, values: dict[str, str]) -> str:
+    return PLACEHOLDER.sub(lambda m: values.get(m.group(1), m.group(0)), text)
+
+
+def load(path: str) -> Config:
+    doc = yamlpos.load(path)
+    top = Section(doc, (), doc.data)
+    platform = top.choice("platform", ("auto", "freebsd", "linux"), "auto")
+    if platform == "auto":
+        platform = detect_platform()
+    default_source = "devd" if platform == "freebsd" else "notify"
+    role_source = top.choice("role_source", ("devd", "ifconfig", "notify", "address"), default_source)
+    fb = top.section("freebsd")
+    ifconfig = fb.str("ifconfig", "/sbin/ifconfig")
+    devd_socket = fb.str("devd_socket", "/var/run/devd.seqpacket.pipe")
+    service_cmd = fb.str("service", "/usr/sbin/service")
+    sysctl = fb.str("sysctl", "/sbin/sysctl")
+    fb.done()
+    lx = top.section("linux")
+    ip_cmd = lx.str("ip", "/sbin/ip")
+    lx.done()
+    addrs = top.section("addresses")
+    node4 = addrs.address("ipv4", 4, None)
+    node6 = addrs.address("ipv6", 6, None)
+    addrs.done()
+    base = os.path.dirname(os.path.abspath(path))
+    groups = _groups(doc, top)
+    services_dir = os.path.join(base, top.str("services", "services.d"))
+    demotion = _demotion(top.section("demotion"), platform, sysctl)
+    cfg = Config(
+        file=path,
+        node=top.str("node"),
+        platform=platform,
+        role_source=role_source,
+        ifconfig=ifconfig,
+        devd_socket=devd_socket,
+        service_cmd=service_cmd,
+        ip_cmd=ip_cmd,
+        control_socket=top.str("control_socket", "/var/run/hasvc.sock"),
+        state_dir=top.str("state_dir", "/var/db/hasvc"),
+        node4=node4,
+        node6=node6,
+        groups=groups,
+        services_dir=services_dir,
+        policies={},
+        debounce=top.float("debounce", 0.1, lo=0, hi=60),
+        poll_interval=top.float("poll_interval", 2.0, lo=0.05, hi=3600),
+        demotion=demotion,
+        lease_sync=_opaque(top, "lease_sync"),
+        omapi=_opaque(top, "omapi"),
+    )
+    top.done()
+    policies = load_policies(cfg)
+    return Config(**{**cfg.__dict__, "policies": policies})
+
+
+def _opaque(top: Section, key: str) -> dict[str, Any] | None:
+    value = top.raw(key, None)
+    if value is not None and not isinstance(value, dict):
+        raise top.error(key, "must be a mapping")
+    return value
+
+
+def _groups(doc: Doc, top: Section) -> dict[int, Group]:
+    groups: dict[int, Group] = {}
+    for i, item in enumerate(top.list("groups")):
+        sec = Section(doc, ("groups", i), item)
+        vhid = sec.int("vhid", lo=1, hi=255)
+        if vhid in groups:
+            raise sec.error("vhid", f"duplicate vhid {vhid}")
+        group = Group(
+            vhid=vhid,
+            interface=sec.str("interface"),
+            ipv4=sec.address("ipv4", 4, None),
+            ipv6=sec.address("ipv6", 6, None),
+            prefixlen4=sec.int("prefixlen4", 24, lo=1, hi=32),
+            prefixlen6=sec.int("prefixlen6", 64, lo=1, hi=128),
+            debounce=sec.float("debounce", None, lo=0, hi=60),
+        )
+        if not group.ipv4 and not group.ipv6:
+            raise sec.error(None, "a group needs ipv4, ipv6 or both")
+        sec.done()
+        groups[vhid] = group
+    if not groups:
+        raise top.error("groups", "at least one group is required")
+    return groups
+
+
+def _demotion(sec: Section, platform: str, sysctl: str) -> Demotion:
+    method = sec.choice("method", ("sysctl", "track_file", "command", "none"),
+                        "sysctl" if platform == "freebsd" else "none")
+    dem = Demotion(
+        method=method,
+        amount=sec.int("amount", 240, lo=1, hi=255),
+        sysctl=sysctl,
+        track_file=sec.str("track_file", ""),
+        demote=sec.argv("demote", ()),
+        undemote=sec.argv("undemote", ()),
+    )
+    if method == "track_file" and not dem.track_file:
+        raise sec.error("track_file", "required when method is track_file")
+    if method == "command" and not (dem.demote and dem.undemote):
+        raise sec.error("demote" if not dem.demote else "undemote", "required when method is command")
+    sec.done()
+    return dem
+
+
+def load_policies(cfg: Config) -> dict[str, Policy]:
+    if not os.path.isdir(cfg.services_dir):
+        raise ConfigError(cfg.file, 1, "services", f"{cfg.services_dir}: not a directory")
+    policies: dict[str, Policy] = {}
+    for file in sorted(glob.glob(os.path.join(cfg.services_dir, "*.yaml"))):
+        doc = yamlpos.load(file)
+        policy = _policy(doc, cfg)
+        if policy.name in policies:
+            raise doc.error(("name",), f"duplicate service name {policy.name!r} "
+                            f"(also in {policies[policy.name].file})")
+        policies[policy.name] = policy
+    for policy in policies.values():
+        for i, dep in enumerate(policy.after):
+            if dep not in policies:
+                raise ConfigError(policy.file, _line(policy, ("after", i)), f"after[{i}]",
+                                  f"unknown service {dep!r}")
+    _check_cycles(policies)
+    return policies
+
+
+def _line(policy: Policy, path: tuple[Any, ...]) -> int:
+    if path[0] == "after" and len(path) == 2 and path[1] < len(policy.after_lines):
+        return policy.after_lines[path[1]]
+    return policy.line
+
+
+def _policy(doc: Doc, cfg: Config) -> Policy:
+    sec = Section(doc, (), doc.data)
+    name = sec.str("name", os.path.splitext(os.path.basename(doc.file))[0])
+    kind = sec.choice("kind", KINDS, "process")
+    groups = tuple(_vhids(sec, cfg))
+    on_sec = sec.section("on")
+    on = {role: on_sec.choice(role.value.lower(), ACTIONS, "none") for role in Role}
+    on_sec.done()
+    pol: dict[str, Any] = dict(
+        name=name, file=doc.file, line=1, kind=kind, groups=groups,
+        match=sec.choice("match", ("all", "any"), "all"),
+        on=on,
+        bind=sec.choice("bind", BINDS, "none"),
+        start=sec.argv("start", ()),
+        stop=sec.argv("stop", ()),
+        reload=sec.argv("reload", ()),
+        stop_signal=_signal(sec, "stop_signal", "TERM"),
+        reload_signal=_signal(sec, "reload_signal", "HUP"),
+        pidfile=sec.str("pidfile", ""),
+        log=sec.str("log", ""),
+        env=tuple(sorted((str(k), str(v)) for k, v in _mapping(sec, "env").items())),
+        templates=tuple(_templates(sec, doc)),
+        after=tuple(str(x) for x in sec.list("after", [])),
+        demote=sec.bool("demote", False),
+        service=sec.str("service", ""),
+    )
+    pol["after_lines"] = tuple(doc.line(("after", i)) for i in range(len(pol["after"])))
+    t = sec.section("timeouts")
+    pol.update(timeout_start=t.float("start", 10.0, lo=0.1, hi=3600),
+               timeout_stop=t.float("stop", 10.0, lo=0.1, hi=3600),
+               timeout_reload=t.float("reload", 10.0, lo=0.1, hi=3600))
+    t.done()
+    r = sec.section("restart")
+    pol.update(restart_max=r.int("max", 3, lo=0, hi=1000),
+               restart_backoff=r.float("backoff", 1.0, lo=0, hi=3600),
+               restart_backoff_max=r.float("backoff_max", 30.0, lo=0, hi=86400))
+    r.done()
+    pol["health_interval"] = sec.float("health_interval", 5.0, lo=0.05, hi=3600)
+    pol["health_failures"] = sec.int("health_failures", 2, lo=1, hi=100)
+    pol["health"] = tuple(_health(sec, doc))
+    pol["commands"] = _commands(sec, doc)
+    a = sec.section("address")
+    pol.update(address_interface=a.str("interface", ""),
+               address4=a.address("ipv4", 4, ""), address6=a.address("ipv6", 6, ""))
+    a.done()
+    sec.done()
+    policy = Policy(**pol)
+    _check_kind(sec, policy)
+    _check_placeholders(doc, cfg, policy)
+    return policy
+
+
+def _vhids(sec: Section, cfg: Config) -> list[int]:
+    raw = sec.raw("groups")
+    items = raw if isinstance(raw, list) else [raw]
+    out = []
+    for i, vhid in enumerate(items):
+        key: tuple[Any, ...] = ("groups", i) if isinstance(raw, list) else ("groups",)
+        if isinstance(vhid, bool) or not isinstance(vhid, int):
+            raise sec.doc.error(key, f"must be a vhid number, not {vhid!r}")
+        if vhid not in cfg.groups:
+            raise sec.doc.error(key, f"unknown vhid {vhid} (groups in {cfg.file}: "
+                                f"{', '.join(str(v) for v in sorted(cfg.groups))})")
+        out.append(vhid)
+    if not out:
+        raise sec.error("groups", "at least one vhid is required")
+    return out
+
+
+def _signal(sec: Section, key: str, default: str) -> str:
+    import signal as _sig
+
+    value = sec.str(key, default).upper().removeprefix("SIG")
+    if not hasattr(_sig, "SIG" + value):
+        raise sec.error(key, f"unknown signal {value!r}")
+    return value
+
+
+def _mapping(sec: Section, key: str) -> dict[str, Any]:
+    value = sec.raw(key, {})
+    if not isinstance(value, dict):
+        raise sec.error(key, "must be a mapping")
+    return value
+
+
+def _templates(sec: Section, doc: Doc) -> list[Template]:
+    out = []
+    base = os.path.dirname(os.path.abspath(doc.file))
+    for i, item in enumerate(sec.list("templates", [])):
+        t = Section(doc, ("templates", i), item)
+        source = os.path.join(base, t.str("source"))
+        mode_raw = t.raw("mode", 0o644)
+        mode = int(mode_raw, 8) if isinstance(mode_raw, str) else mode_raw
+        if isinstance(mode, bool) or not isinstance(mode, int):
+            raise t.error("mode", "must be an octal mode like '0644'")
+        out.append(Template(source=source, dest=t.str("dest"), mode=mode))
+        if not os.path.isfile(source):
+            raise t.error("source", f"{source}: no such file")
+        t.done()
+    return out
+
+
+def _health(sec: Section, doc: Doc) -> list[HealthCheck]:
+    out = []
+    for i, item in enumerate(sec.list("health", [])):
+        h = Section(doc, ("health", i), item)
+        kind = h.choice("type", HEALTH_TYPES)
+        check = HealthCheck(
+            type=kind,
+            timeout=h.float("timeout", 2.0, lo=0.01, hi=600),
+            argv=h.argv("argv", ()),
+            address=h.str("address", ""),
+            port=h.int("port", 0, lo=0, hi=65535),
+            interface=h.str("interface", ""),
+            file=h.str("file", ""),
+            expect=h.str("expect", ""),
+        )
+        need = {"command": ("argv",), "tcp": ("address", "port"), "udp": ("address", "port"),
+                "dhcp": ("interface",), "tftp": ("address", "file")}.get(kind, ())
+        for key in need:
+            if not getattr(check, key):
+                raise h.error(key, f"required for a {kind} check")
+        h.done()
+        out.append(check)
+    return out
+
+
+def _commands(sec: Section, doc: Doc) -> dict[str, tuple[tuple[str, ...], ...]]:
+    """kind commands: ordered argv lists per action, e.g. a HAST/ZFS switch."""
+    c = sec.section("commands")
+    out: dict[str, tuple[tuple[str, ...], ...]] = {}
+    for action in ("start", "stop", "reload"):
+        steps = c.list(action, [])
+        holder = Section(doc, ("commands", action), dict(enumerate(steps)))
+        out[action] = tuple(as_argv(holder, i, step) for i, step in enumerate(steps))
+    out["check"] = (c.argv("check"),) if c.has("check") else ()
+    c.done()
+    return out
+
+
+def _check_kind(sec: Section, p: Policy) -> None:
+    if p.kind == "process" and not p.start:
+        raise sec.error("start", "required for kind process")
+    if p.kind == "rc" and not p.service:
+        raise sec.error("service", "required for kind rc")
+    if p.kind == "commands" and not (p.commands.get("start") or p.commands.get("stop")):
+        raise sec.error("commands", "kind commands needs commands.start or commands.stop")
+    if p.kind == "address" and not (p.address_interface and (p.address4 or p.address6)):
+        raise sec.error("address", "kind address needs interface and ipv4 or ipv6")
+
+
+def _check_placeholders(doc: Doc, cfg: Config, p: Policy) -> None:
+    values = cfg.values(p)
+
+    def scan(text: str, path: tuple[Any, ...], where: str = "") -> None:
+        for m in PLACEHOLDER.finditer(text):
+            name = m.group(1)
+            if name not in PLACEHOLDERS:
+                raise doc.error(path, f"unknown placeholder {{{name}}}{where} "
+                                f"(known: {', '.join('{' + n + '}' for n in PLACEHOLDERS)})")
+            if not values[name]:
+                raise doc.error(path, f"placeholder {{{name}}}{where} has no value "
+                                "(no such address configured)")
+
+    for key in ("start", "stop", "reload"):
+        for i, arg in enumerate(getattr(p, key)):
+            scan(arg, (key, i))
+    for key in ("pidfile", "log", "address4", "address6"):
+        scan(getattr(p, key), (key,))
+    for action, steps in p.commands.items():
+        for i, step in enumerate(steps):
+            for arg in step:
+                scan(arg, ("commands", action, i))
+    for i, check in enumerate(p.health):
+        for attr in ("address", "interface", "file", "expect"):
+            scan(getattr(check, attr), ("health", i, attr))
+        for arg in check.argv:
+            scan(arg, ("health", i, "argv"))
+    for i, t in enumerate(p.templates):
+        scan(t.dest, ("templates", i, "dest"))
+        with open(t.source, encoding="utf-8") as fh:
+            for n, line in enumerate(fh, 1):
+                for m in PLACEHOLDER.finditer(line):
+                    if m.group(1) not in PLACEHOLDERS or not values[m.group(1)]:
+                        raise ConfigError(t.source, n, f"templates[{i}]",
+                                          f"unknown or empty placeholder {{{m.group(1)}}}")
+
+
+def _check_cycles(policies: dict[str, Policy]) -> None:
+    state: dict[str, int] = {}
+
+    def visit(name: str, chain: list[str]) -> None:
+        if state.get(name) == 2:
+            return
+        if state.get(name) == 1:
+            p = policies[chain[0]]
+            raise ConfigError(p.file, _line(p, ("after", 0)), "after",
+                              f"ordering cycle: {' -> '.join([*chain, name])}")
+        state[name] = 1
+        for dep in policies[name].after:
+            visit(dep, [*chain, name])
+        state[name] = 2
+
+    for name in policies:
+        visit(name, [])
+
+
+def render(policy: Policy, cfg: Config) -> list[tuple[str, str, int]]:
+    """Templates with placeholders filled: (dest, text, mode)."""
+    values = cfg.values(policy)
+    out = []
+    for t in policy.templates:
+        with open(t.source, encoding="utf-8") as fh:
+            out.append((substitute(t.dest, values), substitute(fh.read(), values), t.mode))
+    return out
+
+
+def expand(argv: tuple[str, ...], policy: Policy, cfg: Config) -> list[str]:
+    values = cfg.values(policy)
+    return [substitute(a, values) for a in argv]
