@@ -155,6 +155,10 @@ class Config:
                 "wildcard": "*", "none": ""}[policy.bind]
 
 
+NODE_KEYS = ("node", "platform", "role_source", "freebsd", "linux", "control_socket", "state_dir", "addresses",
+             "groups", "services", "debounce", "poll_interval", "demotion", "lease_sync", "omapi")
+
+
 def detect_platform() -> str:
     return "freebsd" if sys.platform.startswith("freebsd") else "linux"
 
@@ -166,6 +170,7 @@ def substitute(text: str, values: dict[str, str]) -> str:
 def load(path: str) -> Config:
     doc = yamlpos.load(path)
     top = Section(doc, (), doc.data)
+    top.only(NODE_KEYS)  # a misspelt key says so before "required key missing" does
     platform = top.choice("platform", ("auto", "freebsd", "linux"), "auto")
     if platform == "auto":
         platform = detect_platform()

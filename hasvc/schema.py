@@ -102,6 +102,12 @@ class Section:
             return value
         return check_address(self, key, value, family)
 
+    def only(self, keys: Iterable[str]) -> None:
+        allowed = set(keys)
+        for key in self.data:
+            if key not in allowed:
+                raise self.error(key, "unknown key")
+
     def done(self) -> None:
         for key in self.data:
             if key not in self.seen:
