@@ -36,6 +36,7 @@ class Group:
     prefixlen4: int = 24
     prefixlen6: int = 64
     debounce: float | None = None
+    debounce_master: float | None = None
 
 
 @dataclass(frozen=True)
@@ -93,9 +94,25 @@ class Policy:
     address_interface: str = ""
     address4: str = ""
     address6: str = ""
+    vars: tuple[tuple[str, str], ...] = ()
 
     def action(self, role: Role) -> str:
         return self.on.get(role, "none")
+
+
+@dataclass(frozen=True)
+class ServiceEntry:
+    """Where policies come from: a file or directory, optionally bound to groups and site values.
+
+    Shipped policies are generic; the node file binds them: `{file:
+    /usr/local/share/hasvc/services/dhcpd.yaml, groups: [1], vars: {...}}`.
+    """
+
+    path: str
+    line: int
+    key: str
+    groups: tuple[int, ...] = ()
+    vars: tuple[tuple[str, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -123,16 +140,27 @@ class Config:
     node4: str | None
     node6: str | None
     groups: dict[int, Group]
-    services_dir: str
+    services: tuple[ServiceEntry, ...]
     policies: dict[str, Policy]
     debounce: float = 0.1
+    debounce_master: float = 0.0
     poll_interval: float = 2.0
     demotion: Demotion = Demotion()
+    vars: tuple[tuple[str, str], ...] = ()
     lease_sync: dict[str, Any] | None = None
     omapi: dict[str, Any] | None = None
 
-    def group_for(self, vhid: int) -> Group:
-        return self.groups[vhid]
+    def debounce_for(self, vhid: int, state: Role) -> float:
+        """How long a role change must hold before services follow it.
+
+        Taking over acts at once by default: the shared address is already
+        ours and every millisecond is outage. Leaving MASTER waits, so a
+        flap (MASTER -> BACKUP -> MASTER) never restarts anything.
+        """
+        g = self.groups[vhid]
+        if state is Role.MASTER:
+            return self.debounce_master if g.debounce_master is None else g.debounce_master
+        return self.debounce if g.debounce is None else g.debounce
 
     def values(self, policy: Policy) -> dict[str, str]:
         """Placeholder values for one policy: its first group's addresses."""
@@ -146,6 +174,8 @@ class Config:
             "interface": group.interface if group else "",
             "node": self.node,
             "state_dir": self.state_dir,
+            **dict(self.vars),
+            **dict(policy.vars),  # already merged: policy defaults < node vars < service entry vars
         }
 
     def bound_address(self, policy: Policy) -> str:
@@ -156,7 +186,8 @@ class Config:
 
 
 NODE_KEYS = ("node", "platform", "role_source", "freebsd", "linux", "control_socket", "state_dir", "addresses",
-             "groups", "services", "debounce", "poll_interval", "demotion", "lease_sync", "omapi")
+             "groups", "services", "vars", "debounce", "debounce_master", "poll_interval", "demotion",
+             "lease_sync", "omapi")
 
 
 def detect_platform() -> str:
@@ -191,7 +222,8 @@ def load(path: str) -> Config:
     addrs.done()
     base = os.path.dirname(os.path.abspath(path))
     groups = _groups(doc, top)
-    services_dir = os.path.join(base, top.str("services", "services.d"))
+    node_vars = _vars(top, "vars")
+    services = _service_entries(doc, top, base)
     demotion = _demotion(top.section("demotion"), platform, sysctl)
     cfg = Config(
         file=path,
@@ -207,15 +239,21 @@ def load(path: str) -> Config:
         node4=node4,
         node6=node6,
         groups=groups,
-        services_dir=services_dir,
+        services=services,
+        vars=node_vars,
         policies={},
         debounce=top.float("debounce", 0.1, lo=0, hi=60),
+        debounce_master=top.float("debounce_master", 0.0, lo=0, hi=60),
         poll_interval=top.float("poll_interval", 2.0, lo=0.05, hi=3600),
         demotion=demotion,
         lease_sync=_opaque(top, "lease_sync"),
         omapi=_opaque(top, "omapi"),
     )
     top.done()
+    for entry in services:
+        for i, vhid in enumerate(entry.groups):
+            if vhid not in groups:
+                raise doc.error((*_entry_path(entry), "groups", i), f"unknown vhid {vhid}")
     policies = load_policies(cfg)
     return Config(**{**cfg.__dict__, "policies": policies})
 
@@ -242,6 +280,7 @@ def _groups(doc: Doc, top: Section) -> dict[int, Group]:
             prefixlen4=sec.int("prefixlen4", 24, lo=1, hi=32),
             prefixlen6=sec.int("prefixlen6", 64, lo=1, hi=128),
             debounce=sec.float("debounce", None, lo=0, hi=60),
+            debounce_master=sec.float("debounce_master", None, lo=0, hi=60),
         )
         if not group.ipv4 and not group.ipv6:
             raise sec.error(None, "a group needs ipv4, ipv6 or both")
@@ -271,17 +310,63 @@ def _demotion(sec: Section, platform: str, sysctl: str) -> Demotion:
     return dem
 
 
+def _vars(sec: Section, key: str) -> tuple[tuple[str, str], ...]:
+    raw = sec.raw(key, {})
+    if not isinstance(raw, dict):
+        raise sec.error(key, "must be a mapping of name: value")
+    out = []
+    for name, value in raw.items():
+        if not re.fullmatch(r"[a-z][a-z0-9_]*", name) or name in PLACEHOLDERS:
+            raise sec.doc.error((*sec.path, key, name), "must be a lower-case name that is not a built-in placeholder")
+        if isinstance(value, dict | list) or value is None:
+            raise sec.doc.error((*sec.path, key, name), "must be a string or number")
+        out.append((name, str(value).lower() if isinstance(value, bool) else str(value)))
+    return tuple(out)
+
+
+def _entry_path(entry: ServiceEntry) -> tuple[Any, ...]:
+    return ("services",) if entry.key == "services" else ("services", int(entry.key.split("[")[1][:-1]))
+
+
+def _service_entries(doc: Doc, top: Section, base: str) -> tuple[ServiceEntry, ...]:
+    raw = top.raw("services", "services.d")
+    if isinstance(raw, str):
+        return (ServiceEntry(os.path.join(base, raw), doc.line(("services",)), "services"),)
+    if not isinstance(raw, list):
+        raise top.error("services", "must be a directory or a list of policy files")
+    out = []
+    for i, item in enumerate(raw):
+        where = ("services", i)
+        if isinstance(item, str):
+            out.append(ServiceEntry(os.path.join(base, item), doc.line(where), f"services[{i}]"))
+            continue
+        sec = Section(doc, where, item)
+        groups = sec.raw("groups", [])
+        groups = groups if isinstance(groups, list) else [groups]
+        if any(isinstance(g, bool) or not isinstance(g, int) for g in groups):
+            raise sec.error("groups", "must be a list of vhid numbers")
+        out.append(ServiceEntry(os.path.join(base, sec.str("file")), doc.line(where), f"services[{i}]",
+                                tuple(groups), _vars(sec, "vars")))
+        sec.done()
+    return tuple(out)
+
+
 def load_policies(cfg: Config) -> dict[str, Policy]:
-    if not os.path.isdir(cfg.services_dir):
-        raise ConfigError(cfg.file, 1, "services", f"{cfg.services_dir}: not a directory")
     policies: dict[str, Policy] = {}
-    for file in sorted(glob.glob(os.path.join(cfg.services_dir, "*.yaml"))):
-        doc = yamlpos.load(file)
-        policy = _policy(doc, cfg)
-        if policy.name in policies:
-            raise doc.error(("name",), f"duplicate service name {policy.name!r} "
-                            f"(also in {policies[policy.name].file})")
-        policies[policy.name] = policy
+    for entry in cfg.services:
+        if os.path.isdir(entry.path):
+            files = sorted(glob.glob(os.path.join(entry.path, "*.yaml")))
+        elif os.path.isfile(entry.path):
+            files = [entry.path]
+        else:
+            raise ConfigError(cfg.file, entry.line, entry.key, f"{entry.path}: no such file or directory")
+        for file in files:
+            doc = yamlpos.load(file)
+            policy = _policy(doc, cfg, entry)
+            if policy.name in policies:
+                raise doc.error(("name",), f"duplicate service name {policy.name!r} "
+                                f"(also in {policies[policy.name].file})")
+            policies[policy.name] = policy
     for policy in policies.values():
         for i, dep in enumerate(policy.after):
             if dep not in policies:
@@ -297,11 +382,15 @@ def _line(policy: Policy, path: tuple[Any, ...]) -> int:
     return policy.line
 
 
-def _policy(doc: Doc, cfg: Config) -> Policy:
+def _policy(doc: Doc, cfg: Config, entry: ServiceEntry) -> Policy:
     sec = Section(doc, (), doc.data)
     name = sec.str("name", os.path.splitext(os.path.basename(doc.file))[0])
     kind = sec.choice("kind", KINDS, "process")
-    groups = tuple(_vhids(sec, cfg))
+    if entry.groups:
+        sec.raw("groups", None)  # the node file binds this policy to its own groups
+        groups = entry.groups
+    else:
+        groups = tuple(_vhids(sec, cfg))
     on_sec = sec.section("on")
     on = {role: on_sec.choice(role.value.lower(), ACTIONS, "none") for role in Role}
     on_sec.done()
@@ -322,6 +411,8 @@ def _policy(doc: Doc, cfg: Config) -> Policy:
         after=tuple(str(x) for x in sec.list("after", [])),
         demote=sec.bool("demote", False),
         service=sec.str("service", ""),
+        # Policy defaults first, then the node file's, then this entry's: the site wins.
+        vars=tuple({**dict(_vars(sec, "vars")), **dict(cfg.vars), **dict(entry.vars)}.items()),
     )
     pol["after_lines"] = tuple(doc.line(("after", i)) for i in range(len(pol["after"])))
     t = sec.section("timeouts")
@@ -454,12 +545,12 @@ def _check_placeholders(doc: Doc, cfg: Config, p: Policy) -> None:
     def scan(text: str, path: tuple[Any, ...], where: str = "") -> None:
         for m in PLACEHOLDER.finditer(text):
             name = m.group(1)
-            if name not in PLACEHOLDERS:
+            if name not in values:
                 raise doc.error(path, f"unknown placeholder {{{name}}}{where} "
-                                f"(known: {', '.join('{' + n + '}' for n in PLACEHOLDERS)})")
+                                f"(known: {', '.join('{' + n + '}' for n in values)})")
             if not values[name]:
                 raise doc.error(path, f"placeholder {{{name}}}{where} has no value "
-                                "(no such address configured)")
+                                "(no such address or variable configured)")
 
     for key in ("start", "stop", "reload"):
         for i, arg in enumerate(getattr(p, key)):
@@ -480,7 +571,7 @@ def _check_placeholders(doc: Doc, cfg: Config, p: Policy) -> None:
         with open(t.source, encoding="utf-8") as fh:
             for n, line in enumerate(fh, 1):
                 for m in PLACEHOLDER.finditer(line):
-                    if m.group(1) not in PLACEHOLDERS or not values[m.group(1)]:
+                    if not values.get(m.group(1)):
                         raise ConfigError(t.source, n, f"templates[{i}]",
                                           f"unknown or empty placeholder {{{m.group(1)}}}")
 

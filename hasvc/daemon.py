@@ -135,7 +135,7 @@ class Daemon:
             self.roles[obs.vhid] = obs
             before = prev.state.value if prev else "UNKNOWN"
         log.info("vhid %d@%s: %s -> %s (%s)", obs.vhid, obs.interface, before, obs.state.value, obs.source)
-        delay = self.cfg.debounce if group.debounce is None else group.debounce
+        delay = self.cfg.debounce_for(obs.vhid, obs.state)
         for worker in self._workers_following(obs.vhid):
             worker.poke(delay if prev is not None else 0.0)
         return True

@@ -160,3 +160,29 @@ def test_dhcpd_braces_are_not_placeholders(tmp_path: Path) -> None:
 def test_yaml_keys_on_and_yes_stay_names(tmp_path: Path) -> None:
     cfg = config.load(str(write(tmp_path, tftpd=TFTPD)))
     assert cfg.policies["tftpd"].action(Role.MASTER) == "start"
+
+
+def test_node_file_binds_shared_policies_to_groups_and_site_values(tmp_path: Path) -> None:
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    (shared / "tftpd.yaml").write_text("groups: [1]\nstart: [/usr/sbin/in.tftpd, -a, '{vip4}:69', -s, '{tftp_root}']\n")
+    node = NODE.replace("  - {vhid: 1,", "  - {vhid: 2, interface: vtnet0, ipv4: 192.0.2.5}\n  - {vhid: 1,")
+    node = node.replace("services: services.d\n", "vars: {tftp_root: /srv/tftp}\nservices:\n"
+                        "  - {file: shared/tftpd.yaml, groups: [2], vars: {tftp_root: /srv/boot}}\n")
+    (tmp_path / "hasvc.yaml").write_text(node)
+    cfg = config.load(str(tmp_path / "hasvc.yaml"))
+    p = cfg.policies["tftpd"]
+    assert p.groups == (2,)
+    assert config.expand(p.start, p, cfg) == ["/usr/sbin/in.tftpd", "-a", "192.0.2.5:69", "-s", "/srv/boot"]
+
+
+@pytest.mark.parametrize("services,expect", [
+    ("services:\n  - {file: nosuch.yaml}\n", "hasvc.yaml:11: services[0]: "),
+    ("services:\n  - {file: services.d, groups: [9]}\n", "hasvc.yaml:11: services[0].groups[0]: unknown vhid 9"),
+    ("services:\n  - {file: services.d, grops: [1]}\n", "hasvc.yaml:11: services[0].grops: unknown key"),
+    ("vars: {vip4: x}\nservices: services.d\n", "hasvc.yaml:10: vars.vip4: must be a lower-case name"),
+])
+def test_service_entry_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str], services: str, expect: str) -> None:
+    path = write(tmp_path, node=NODE.replace("services: services.d\n", services), tftpd=TFTPD)
+    err = error_of(path, capsys)
+    assert err.startswith(f"{tmp_path}/{expect}"), err
