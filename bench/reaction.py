@@ -24,7 +24,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from tests.support import (  # noqa: E402
+from tests.support import (
     DaemonProc,
     DevdServer,
     answers,

@@ -7,11 +7,14 @@ import json
 import os
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from hasvc import config as config_mod
 from hasvc import control
+from hasvc.errors import ConfigError
 from hasvc.model import Role, parse_subsystem
+
+if TYPE_CHECKING:
+    from hasvc.config import Config
 
 DEFAULT_CONFIG = "/usr/local/etc/hasvc/hasvc.yaml"
 EXIT_CONFIG = 2
@@ -24,7 +27,7 @@ def main(argv: list[str] | None = None) -> int:
         return EXIT_CONFIG
     try:
         return int(args.func(args) or 0)
-    except config_mod.ConfigError as exc:
+    except ConfigError as exc:
         print(f"Error: {exc}", file=sys.stderr)
         return EXIT_CONFIG
     except control.ControlError as exc:
@@ -60,6 +63,7 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("subsystem", metavar="VHID@IF")
     s.add_argument("state", metavar="STATE", help="MASTER, BACKUP or INIT (keepalived's FAULT/STOP = INIT)")
     s.add_argument("--source", default="notify", help="name shown in logs and `hasvc role`")
+    s.add_argument("--socket", help="control socket; skips reading the config (fast path for hooks)")
     s.set_defaults(func=cmd_notify)
 
     s = sub.add_parser("reset", help="forget a service's failures and lift its demotion")
@@ -90,8 +94,15 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def load_config(path: str) -> Config:
+    # Imported here so the notify hook does not pay for YAML and the schema.
+    from hasvc import config
+
+    return config.load(path)
+
+
 def cmd_check(args: argparse.Namespace) -> int:
-    cfg = config_mod.load(args.config)
+    cfg = load_config(args.config)
     print("configuration OK")
     if sys.stdout.isatty():
         print(f"  {len(cfg.groups)} group(s), {len(cfg.policies)} service(s)")
@@ -102,7 +113,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from hasvc import log as logmod
     from hasvc.daemon import Daemon
 
-    cfg = config_mod.load(args.config)
+    cfg = load_config(args.config)
     logmod.setup(debug=args.debug, stderr=args.debug)
     daemon = Daemon(cfg)
     attach_extras(daemon)
@@ -119,7 +130,7 @@ def attach_extras(daemon: Any) -> None:
 
 
 def cmd_role(args: argparse.Namespace) -> int:
-    cfg = config_mod.load(args.config)
+    cfg = load_config(args.config)
     groups = _ask(cfg, "role")["groups"] if _daemon_up(cfg) else _read_roles(cfg)
     if args.vhid is not None:
         groups = [g for g in groups if g["vhid"] == args.vhid]
@@ -135,18 +146,18 @@ def cmd_role(args: argparse.Namespace) -> int:
     return 0
 
 
-def _daemon_up(cfg: config_mod.Config) -> bool:
+def _daemon_up(cfg: Config) -> bool:
     return os.path.exists(cfg.control_socket) and control._answers(cfg.control_socket)
 
 
-def _ask(cfg: config_mod.Config, cmd: str, **kw: Any) -> dict[str, Any]:
+def _ask(cfg: Config, cmd: str, **kw: Any) -> dict[str, Any]:
     reply = control.request(cfg.control_socket, {"cmd": cmd, **kw})
     if not reply.get("ok"):
         raise control.ControlError(str(reply.get("error", "request failed")))
     return reply
 
 
-def _read_roles(cfg: config_mod.Config) -> list[dict[str, Any]]:
+def _read_roles(cfg: Config) -> list[dict[str, Any]]:
     """No daemon: read the system the way the configured role source would at start."""
     from hasvc.daemon import group_report, make_source
     from hasvc.facade import System
@@ -181,7 +192,7 @@ def table(rows: list[tuple[str, ...]]) -> str:
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    cfg = config_mod.load(args.config)
+    cfg = load_config(args.config)
     report = _ask(cfg, "status")
     report.pop("ok", None)
     if args.json:
@@ -208,23 +219,30 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_notify(args: argparse.Namespace) -> int:
-    cfg = config_mod.load(args.config)
-    vhid, ifname = parse_subsystem(args.subsystem)
-    # keepalived reports FAULT and STOP; for a service both mean "not MASTER, not ready".
-    state = {"FAULT": "INIT", "STOP": "INIT"}.get(args.state.upper(), args.state)
-    Role.parse(state)
-    _ask(cfg, "notify", vhid=vhid, interface=ifname, state=state.upper(), source=args.source)
+    try:
+        vhid, ifname = parse_subsystem(args.subsystem)
+        # keepalived reports FAULT and STOP; for a service both mean "not MASTER, not ready".
+        state = {"FAULT": "INIT", "STOP": "INIT"}.get(args.state.upper(), args.state)
+        Role.parse(state)
+    except ValueError as exc:
+        print(f"hasvc: {exc}", file=sys.stderr)
+        return 2
+    sock = args.socket or load_config(args.config).control_socket
+    reply = control.request(sock, {"cmd": "notify", "vhid": vhid, "interface": ifname,
+                                   "state": state.upper(), "source": args.source})
+    if not reply.get("ok"):
+        raise control.ControlError(str(reply.get("error", "request failed")))
     return 0
 
 
 def cmd_reset(args: argparse.Namespace) -> int:
-    cfg = config_mod.load(args.config)
+    cfg = load_config(args.config)
     _ask(cfg, "reset", service=args.service)
     return 0
 
 
 def cmd_reload(args: argparse.Namespace) -> int:
-    cfg = config_mod.load(args.config)
+    cfg = load_config(args.config)
     if not _ask(cfg, "reload").get("ok"):
         return 1
     return 0
@@ -233,7 +251,7 @@ def cmd_reload(args: argparse.Namespace) -> int:
 def cmd_audit(args: argparse.Namespace) -> int:
     from hasvc import audit
 
-    cfg = config_mod.load(args.config)
+    cfg = load_config(args.config)
     return audit.main(cfg, args.json, sys.stdout)
 
 
@@ -242,7 +260,7 @@ def cmd_leases_show(args: argparse.Namespace) -> int:
 
     path = args.file
     if not path:
-        cfg = config_mod.load(args.config)
+        cfg = load_config(args.config)
         files = (cfg.lease_sync or {}).get("files") or []
         if not files:
             print("hasvc: give a lease FILE or configure lease_sync.files", file=sys.stderr)
@@ -254,7 +272,7 @@ def cmd_leases_show(args: argparse.Namespace) -> int:
 def cmd_leases_status(args: argparse.Namespace) -> int:
     from hasvc.leases import cli as lcli
 
-    cfg = config_mod.load(args.config)
+    cfg = load_config(args.config)
     reply = _ask(cfg, "status")
     if "leases" not in reply:
         print("hasvc: lease sync is not configured", file=sys.stderr)

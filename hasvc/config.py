@@ -95,6 +95,7 @@ class Policy:
     address4: str = ""
     address6: str = ""
     vars: tuple[tuple[str, str], ...] = ()
+    touch: tuple[str, ...] = ()  # files created empty before start if missing (dhcpd's lease file)
 
     def action(self, role: Role) -> str:
         return self.on.get(role, "none")
@@ -405,15 +406,16 @@ def _policy(doc: Doc, cfg: Config, entry: ServiceEntry) -> Policy:
         stop_signal=_signal(sec, "stop_signal", "TERM"),
         reload_signal=_signal(sec, "reload_signal", "HUP"),
         pidfile=sec.str("pidfile", ""),
+        touch=tuple(str(x) for x in sec.list("touch", [])),
         log=sec.str("log", ""),
         env=tuple(sorted((str(k), str(v)) for k, v in _mapping(sec, "env").items())),
-        templates=tuple(_templates(sec, doc)),
         after=tuple(str(x) for x in sec.list("after", [])),
         demote=sec.bool("demote", False),
         service=sec.str("service", ""),
         # Policy defaults first, then the node file's, then this entry's: the site wins.
         vars=tuple({**dict(_vars(sec, "vars")), **dict(cfg.vars), **dict(entry.vars)}.items()),
     )
+    pol["templates"] = tuple(_templates(sec, doc, cfg.values(Policy(**pol))))
     pol["after_lines"] = tuple(doc.line(("after", i)) for i in range(len(pol["after"])))
     t = sec.section("timeouts")
     pol.update(timeout_start=t.float("start", 10.0, lo=0.1, hi=3600),
@@ -473,12 +475,17 @@ def _mapping(sec: Section, key: str) -> dict[str, Any]:
     return value
 
 
-def _templates(sec: Section, doc: Doc) -> list[Template]:
+def _templates(sec: Section, doc: Doc, values: dict[str, str]) -> list[Template]:
     out = []
     base = os.path.dirname(os.path.abspath(doc.file))
     for i, item in enumerate(sec.list("templates", [])):
         t = Section(doc, ("templates", i), item)
-        source = os.path.join(base, t.str("source"))
+        # The source may name a variable, e.g. dhcpd-{failover_role}.conf.in.
+        raw_source = t.str("source")
+        for m in PLACEHOLDER.finditer(raw_source):
+            if not values.get(m.group(1)):
+                raise t.error("source", f"unknown or empty placeholder {{{m.group(1)}}}")
+        source = os.path.join(base, substitute(raw_source, values))
         mode_raw = t.raw("mode", 0o644)
         mode = int(mode_raw, 8) if isinstance(mode_raw, str) else mode_raw
         if isinstance(mode, bool) or not isinstance(mode, int):
@@ -557,6 +564,8 @@ def _check_placeholders(doc: Doc, cfg: Config, p: Policy) -> None:
             scan(arg, (key, i))
     for key in ("pidfile", "log", "address4", "address6"):
         scan(getattr(p, key), (key,))
+    for i, path in enumerate(p.touch):
+        scan(path, ("touch", i))
     for action, steps in p.commands.items():
         for i, step in enumerate(steps):
             for arg in step:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import logging
 import logging.handlers
 import os
+import socket
+import stat
 import sys
 
 SYSLOG_SOCKETS = ("/var/run/log", "/dev/log")  # FreeBSD, then Linux
@@ -15,7 +17,7 @@ log = logging.getLogger("hasvc")
 def setup(debug: bool = False, stderr: bool = False) -> logging.Logger:
     log.handlers.clear()
     log.setLevel(logging.DEBUG if debug else logging.INFO)
-    sock = next((p for p in SYSLOG_SOCKETS if os.path.exists(p)), None)
+    sock = next((p for p in SYSLOG_SOCKETS if _listening(p)), None)
     if sock and not stderr:
         handler: logging.Handler = logging.handlers.SysLogHandler(
             address=sock, facility=logging.handlers.SysLogHandler.LOG_DAEMON)
@@ -26,3 +28,15 @@ def setup(debug: bool = False, stderr: bool = False) -> logging.Logger:
     log.addHandler(handler)
     log.propagate = False
     return log
+
+
+def _listening(path: str) -> bool:
+    """A syslog socket that is really there: Linux has /var/run/log directories, and dead sockets."""
+    try:
+        if not stat.S_ISSOCK(os.stat(path).st_mode):
+            return False
+        with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+            s.connect(path)
+        return True
+    except OSError:
+        return False

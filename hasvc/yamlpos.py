@@ -11,18 +11,7 @@ from typing import Any
 
 import yaml
 
-
-class ConfigError(Exception):
-    """A configuration error located in a file."""
-
-    def __init__(self, path: str, line: int, key: str, reason: str) -> None:
-        self.path, self.line, self.key, self.reason = path, line, key, reason
-        super().__init__(str(self))
-
-    def __str__(self) -> str:
-        where = f"{self.key}: " if self.key else ""
-        return f"{self.path}:{self.line}: {where}{self.reason}"
-
+from hasvc.errors import ConfigError
 
 Path = tuple[str | int, ...]
 

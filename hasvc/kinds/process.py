@@ -35,6 +35,10 @@ class Process:
     def write_templates(self) -> None:
         for dest, text, mode in render(self.policy, self.cfg):
             self.system.write_file(dest, text, mode)
+        for path in expand(self.policy.touch, self.policy, self.cfg):
+            if self.system.read_file(path) is None:
+                os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+                self.system.write_file(path, "")
 
     @timed
     def start(self) -> Outcome:
