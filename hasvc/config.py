@@ -56,6 +56,7 @@ class HealthCheck:
     interface: str = ""
     file: str = ""
     expect: str = ""  # dhcp: server identifier; tftp: expected file content
+    only: str = ""  # run only on this platform (the dhcp probe needs Linux packet sockets)
 
 
 @dataclass(frozen=True)
@@ -96,6 +97,7 @@ class Policy:
     address6: str = ""
     vars: tuple[tuple[str, str], ...] = ()
     touch: tuple[str, ...] = ()  # files created empty before start if missing (dhcpd's lease file)
+    force: bool = False  # carry out the role's action on every transition, whatever the state looks like
 
     def action(self, role: Role) -> str:
         return self.on.get(role, "none")
@@ -164,11 +166,16 @@ class Config:
         return self.debounce if g.debounce is None else g.debounce
 
     def values(self, policy: Policy) -> dict[str, str]:
-        """Placeholder values for one policy: its first group's addresses."""
-        group = self.groups[policy.groups[0]] if policy.groups else None
+        """Placeholder values for one policy.
+
+        {vip4}/{vip6} come from the first of its groups that has one, so a
+        service following vhid 1 (IPv4) and vhid 2 (IPv6) sees both.
+        """
+        groups = [self.groups[v] for v in policy.groups if v in self.groups]
+        group = groups[0] if groups else None
         return {
-            "vip4": (group.ipv4 or "") if group else "",
-            "vip6": (group.ipv6 or "") if group else "",
+            "vip4": next((g.ipv4 for g in groups if g.ipv4), ""),
+            "vip6": next((g.ipv6 for g in groups if g.ipv6), ""),
             "node4": self.node4 or "",
             "node6": self.node6 or "",
             "vhid": str(group.vhid) if group else "",
@@ -208,6 +215,9 @@ def load(path: str) -> Config:
         platform = detect_platform()
     default_source = "devd" if platform == "freebsd" else "notify"
     role_source = top.choice("role_source", ("devd", "ifconfig", "notify", "address"), default_source)
+    if platform == "freebsd" and role_source == "address":
+        # CARP keeps the shared address configured on the BACKUP too: its presence says nothing.
+        raise top.error("role_source", "address presence cannot tell the role on FreeBSD; use devd or ifconfig")
     fb = top.section("freebsd")
     ifconfig = fb.str("ifconfig", "/sbin/ifconfig")
     devd_socket = fb.str("devd_socket", "/var/run/devd.seqpacket.pipe")
@@ -407,6 +417,8 @@ def _policy(doc: Doc, cfg: Config, entry: ServiceEntry) -> Policy:
         reload_signal=_signal(sec, "reload_signal", "HUP"),
         pidfile=sec.str("pidfile", ""),
         touch=tuple(str(x) for x in sec.list("touch", [])),
+        # Commands have no process to look at: by default run their steps on every transition.
+        force=sec.bool("force", kind == "commands"),
         log=sec.str("log", ""),
         env=tuple(sorted((str(k), str(v)) for k, v in _mapping(sec, "env").items())),
         after=tuple(str(x) for x in sec.list("after", [])),
@@ -429,11 +441,11 @@ def _policy(doc: Doc, cfg: Config, entry: ServiceEntry) -> Policy:
     r.done()
     pol["health_interval"] = sec.float("health_interval", 5.0, lo=0.05, hi=3600)
     pol["health_failures"] = sec.int("health_failures", 2, lo=1, hi=100)
-    pol["health"] = tuple(_health(sec, doc))
+    pol["health"] = tuple(_health(sec, doc, cfg.platform))
     pol["commands"] = _commands(sec, doc)
     a = sec.section("address")
     pol.update(address_interface=a.str("interface", ""),
-               address4=a.address("ipv4", 4, ""), address6=a.address("ipv6", 6, ""))
+               address4=a.address("ipv4", 4, "", prefix=True), address6=a.address("ipv6", 6, "", prefix=True))
     a.done()
     sec.done()
     policy = Policy(**pol)
@@ -487,9 +499,12 @@ def _templates(sec: Section, doc: Doc, values: dict[str, str]) -> list[Template]
                 raise t.error("source", f"unknown or empty placeholder {{{m.group(1)}}}")
         source = os.path.join(base, substitute(raw_source, values))
         mode_raw = t.raw("mode", 0o644)
-        mode = int(mode_raw, 8) if isinstance(mode_raw, str) else mode_raw
-        if isinstance(mode, bool) or not isinstance(mode, int):
-            raise t.error("mode", "must be an octal mode like '0644'")
+        try:
+            mode = int(mode_raw, 8) if isinstance(mode_raw, str) else mode_raw
+        except ValueError:
+            mode = None
+        if isinstance(mode, bool) or not isinstance(mode, int) or not 0 <= mode <= 0o7777:
+            raise t.error("mode", f"must be an octal mode like '0644', not {mode_raw!r}")
         out.append(Template(source=source, dest=t.str("dest"), mode=mode))
         if not os.path.isfile(source):
             raise t.error("source", f"{source}: no such file")
@@ -497,7 +512,7 @@ def _templates(sec: Section, doc: Doc, values: dict[str, str]) -> list[Template]
     return out
 
 
-def _health(sec: Section, doc: Doc) -> list[HealthCheck]:
+def _health(sec: Section, doc: Doc, platform: str) -> list[HealthCheck]:
     out = []
     for i, item in enumerate(sec.list("health", [])):
         h = Section(doc, ("health", i), item)
@@ -511,6 +526,7 @@ def _health(sec: Section, doc: Doc) -> list[HealthCheck]:
             interface=h.str("interface", ""),
             file=h.str("file", ""),
             expect=h.str("expect", ""),
+            only=h.choice("only", ("linux", "freebsd"), None) or "",
         )
         need = {"command": ("argv",), "tcp": ("address", "port"), "udp": ("address", "port"),
                 "dhcp": ("interface",), "tftp": ("address", "file")}.get(kind, ())
@@ -518,7 +534,11 @@ def _health(sec: Section, doc: Doc) -> list[HealthCheck]:
             if not getattr(check, key):
                 raise h.error(key, f"required for a {kind} check")
         h.done()
-        out.append(check)
+        if kind == "dhcp" and platform == "freebsd" and check.only != "linux":
+            raise h.error("type", "the dhcp probe needs Linux packet sockets: add `only: linux` "
+                          "and a check that runs on FreeBSD (e.g. tcp to the failover port)")
+        if not check.only or check.only == platform:
+            out.append(check)
     return out
 
 

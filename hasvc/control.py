@@ -30,11 +30,15 @@ class Server:
         self.thread: threading.Thread | None = None
         self.stopping = threading.Event()
 
-    def start(self) -> None:
+    def check_free(self) -> None:
+        """Refuse to run beside a live daemon; remove the socket of a dead one."""
         if os.path.exists(self.path):
             if _answers(self.path):
                 raise ControlError(f"{self.path}: another hasvc daemon is running")
-            os.unlink(self.path)  # stale socket of a daemon that died
+            os.unlink(self.path)
+
+    def start(self) -> None:
+        self.check_free()
         os.makedirs(os.path.dirname(os.path.abspath(self.path)), exist_ok=True)
         sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
         old = os.umask(0o177)

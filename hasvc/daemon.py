@@ -256,9 +256,11 @@ class Daemon:
     def start(self) -> None:
         for sub in ("run", "log"):
             os.makedirs(os.path.join(self.cfg.state_dir, sub), exist_ok=True)
+        # Services exist before anyone can ask about them; roles come after, from the source.
         self.control = Server(self.cfg.control_socket, self.handle, log.warning)
-        self.control.start()
+        self.control.check_free()
         self.build()
+        self.control.start()
         try:
             for obs in self.source.snapshot():
                 self.observe(obs)
@@ -465,4 +467,9 @@ def make_source(cfg: Config, system: System) -> RoleSource:
         return IfconfigSource(system, ifconfig=cfg.ifconfig, interval=cfg.poll_interval)
     if cfg.role_source == "address":
         return AddressSource(cfg.groups, interval=cfg.poll_interval)
+    if cfg.platform == "freebsd":
+        from hasvc.roles.ifconfig import IfconfigSource
+
+        # CARP addresses stay configured on the BACKUP: the start state must come from ifconfig.
+        return NotifySource(cfg.groups, reader=IfconfigSource(system, ifconfig=cfg.ifconfig))
     return NotifySource(cfg.groups)

@@ -74,6 +74,8 @@ def backoff(policy: Policy, restarts: int) -> float:
 def decide(policy: Policy, role: Role, view: View, now: float) -> Decision:
     wanted = policy.action(role)
     if view.applied is not role:
+        if policy.force and wanted != "none":
+            return _forced(wanted, role, view)
         return _on_transition(wanted, role, view)
     return _steady(policy, role, wanted, view, now)
 
@@ -96,6 +98,13 @@ def _on_transition(wanted: str, role: Role, view: View) -> Decision:
             return Decision("reload", why, True, demoted)
         return Decision("none", f"{why} (not running, nothing to reload)", view.want_running, demoted)
     return Decision("none", why, view.want_running, demoted)
+
+
+def _forced(wanted: str, role: Role, view: View) -> Decision:
+    """Idempotent steps (kind commands) run on every transition: their state cannot be read."""
+    action = "start" if wanted == "restart" and not view.running else wanted
+    want = {"start": True, "restart": True, "stop": False}.get(wanted, view.want_running)
+    return Decision(action, f"{role.value}: {wanted} (forced)", want, view.health.demoted)
 
 
 def _steady(policy: Policy, role: Role, wanted: str, view: View, now: float) -> Decision:

@@ -108,6 +108,7 @@ class System:
         if isinstance(data, str):
             data = data.encode()
         directory = os.path.dirname(os.path.abspath(path))
+        os.makedirs(directory, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=directory, prefix=".hasvc-")
         try:
             with os.fdopen(fd, "wb") as fh:

@@ -26,6 +26,8 @@ def run_check(check: HealthCheck, policy: Policy, cfg: Config, system: System,
         ok, detail = _dispatch(check, sub, system, running)
     except OSError as exc:
         ok, detail = False, f"{check.type}: {exc.strerror or exc}"
+    except Exception as exc:  # a probe's bug must fail the check, not end the health thread
+        ok, detail = False, f"{check.type}: {type(exc).__name__}: {exc}"
     return CheckResult(ok, detail, time.monotonic() - t0)
 
 

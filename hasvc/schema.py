@@ -96,11 +96,11 @@ class Section:
         value = self.raw(key, _MISSING if required else {})
         return Section(self.doc, (*self.path, key), value)
 
-    def address(self, key: str, family: int, default: Any = _MISSING) -> Any:
+    def address(self, key: str, family: int, default: Any = _MISSING, prefix: bool = False) -> Any:
         value = self.str(key, default)
         if value is None or (value is default and default is not _MISSING):
             return value
-        return check_address(self, key, value, family)
+        return check_address(self, key, value, family, prefix)
 
     def only(self, keys: Iterable[str]) -> None:
         allowed = set(keys)
@@ -128,15 +128,21 @@ def as_argv(sec: Section, key: str | int, value: Any) -> tuple[str, ...]:
     return tuple(out)
 
 
-def check_address(sec: Section, key: str, value: str, family: int) -> str:
-    text = value.split("/", 1)[0]
+def check_address(sec: Section, key: str, value: str, family: int, prefix: bool = False) -> str:
+    """An address; with prefix=True an optional /len is allowed and checked."""
+    text, slash, plen = value.partition("/")
+    what = f"an IPv{family} address" + (" (optionally with /prefixlen)" if prefix else "")
     try:
         addr = ipaddress.ip_address(text)
+        if slash:
+            if not prefix:
+                raise ValueError
+            ipaddress.ip_interface(f"{addr}/{plen}")
     except ValueError:
-        raise sec.error(key, f"{value!r} is not an IPv{family} address") from None
+        raise sec.error(key, f"{value!r} is not {what}") from None
     if addr.version != family:
-        raise sec.error(key, f"{value!r} is not an IPv{family} address")
-    return str(addr) if "/" not in value else f"{addr}/{value.split('/', 1)[1]}"
+        raise sec.error(key, f"{value!r} is not {what}")
+    return f"{addr}/{plen}" if slash else str(addr)
 
 
 def check_range(sec: Section, key: str, value: float, lo: float | None, hi: float | None) -> None:

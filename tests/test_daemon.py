@@ -210,11 +210,14 @@ def test_after_orders_start_and_reverse_stop(tmp_path: Path) -> None:
     n = Node(tmp_path, extra_services={"hast": cmds("hast"), "zfs": cmds("zfs", "hast"), "nfsd": cmds("nfsd", "zfs")})
     try:
         n.start()
+        # Commands cannot be looked at, so the BACKUP's steps run at start too (hastctl role secondary).
+        wait_until(lambda: trace.exists() and trace.read_text().count("\n") == 3, 10, "three stop steps at start")
         n.devd.carp(1, "vtnet0", "MASTER")
-        wait_until(lambda: trace.exists() and trace.read_text().count("\n") == 3, 10, "three start steps")
+        wait_until(lambda: trace.read_text().count("\n") == 6, 10, "three start steps")
         n.devd.carp(1, "vtnet0", "BACKUP")
-        wait_until(lambda: trace.read_text().count("\n") == 6, 10, "three stop steps")
-        assert trace.read_text().split("\n")[:6] == [
+        wait_until(lambda: trace.read_text().count("\n") == 9, 10, "three stop steps")
+        assert trace.read_text().split("\n")[:9] == [
+            "stop nfsd", "stop zfs", "stop hast",
             "start hast", "start zfs", "start nfsd", "stop nfsd", "stop zfs", "stop hast"]
     finally:
         n.cleanup()
@@ -228,7 +231,7 @@ def test_failing_service_is_restarted_then_demotes_and_recovers(tmp_path: Path) 
               f"health:\n  - {{type: tcp, address: '{{vip4}}', port: {port}, timeout: 0.2}}\n"
               "health_interval: 0.1\nhealth_failures: 1\nrestart: {max: 2, backoff: 0.1}\ndemote: true\n")
     n = Node(tmp_path, extra_services={"broken": broken},
-             extra=f"demotion: {{method: sysctl, amount: 50}}\n")
+             extra="demotion: {method: sysctl, amount: 50}\n")
     n.config.write_text(n.config.read_text().replace("freebsd: {", f"freebsd: {{sysctl: {sysctl}, "))
     try:
         n.start()

@@ -24,16 +24,21 @@ NOWS = [100.0, 100.5, 1000.0]  # at the last restart, inside the backoff, long a
 
 
 def policy(master: str = "start", backup: str = "stop", init: str = "stop", demote: bool = False,
-           after: tuple[str, ...] = (), name: str = "svc") -> Policy:
+           after: tuple[str, ...] = (), name: str = "svc", force: bool = False) -> Policy:
     return Policy(name=name, file="x.yaml", line=1, groups=(1,), start=("/bin/true",),
                   on={Role.MASTER: master, Role.BACKUP: backup, Role.INIT: init}, demote=demote,
-                  restart_max=3, restart_backoff=1.0, restart_backoff_max=30.0, after=after)
+                  restart_max=3, restart_backoff=1.0, restart_backoff_max=30.0, after=after, force=force)
 
 
 def expected(p: Policy, role: Role, view: View, now: float) -> Decision:
     """The specification, written as a table rather than as the engine's code."""
     wanted = p.action(role)
     h = view.health
+    if view.applied is not role and p.force and wanted != "none":
+        forced = {"start": ("start", True), "stop": ("stop", False), "reload": ("reload", view.want_running),
+                  "restart": ("restart" if view.running else "start", True)}
+        action, want = forced[wanted]
+        return Decision(action, "", want, h.demoted)
     if view.applied is not role:
         table = {
             ("start", True): ("none", True), ("start", False): ("start", True),
@@ -56,23 +61,26 @@ def expected(p: Policy, role: Role, view: View, now: float) -> Decision:
     return Decision("restart" if view.running else "start", "", True, demote, True)
 
 
-CASES = list(itertools.product(ACTIONS, ROLES, APPLIED, [False, True], [False, True], HEALTHS, NOWS, [False, True]))
+CASES = list(itertools.product(ACTIONS, ROLES, APPLIED, [False, True], [False, True], HEALTHS, NOWS,
+                               [False, True], [False, True]))
 
 
 def test_every_combination() -> None:
-    """One test over the whole space (8,640 cases), reporting every mismatch at once."""
+    """One test over the whole space (17,280 cases), reporting every mismatch at once."""
     wrong = []
-    for action, role, applied, want, running, health, now, demote in CASES:
-        p = policy(**{role.value.lower(): action}, demote=demote)
+    for action, role, applied, want, running, health, now, demote, force in CASES:
+        p = policy(**{role.value.lower(): action}, demote=demote, force=force)
         view = View(applied, want, running, HEALTHS[health])
         got = decide(p, role, view, now)
         exp = expected(p, role, view, now)
-        case = (action, role.value, applied, want, running, health, now, demote)
+        case = (action, role.value, applied, want, running, health, now, demote, force)
         if (got.action, got.want_running, got.demote, got.counts_as_restart) != (
                 exp.action, exp.want_running, exp.demote, exp.counts_as_restart):
             wrong.append((case, got, exp))
-        # Invariants that must hold whatever the table says.
-        if (got.action == "start" and running) or (got.action in ("stop", "reload", "restart") and not running):
+        # Invariants that must hold whatever the table says (forced steps are idempotent by contract).
+        if force and applied is not role:
+            pass
+        elif (got.action == "start" and running) or (got.action in ("stop", "reload", "restart") and not running):
             wrong.append((case, got, "impossible action"))
         if not got.reason:
             wrong.append((case, got, "no reason"))
@@ -80,7 +88,7 @@ def test_every_combination() -> None:
 
 
 def test_case_count_covers_the_space() -> None:
-    assert len(CASES) == 5 * 3 * 4 * 2 * 2 * len(HEALTHS) * len(NOWS) * 2
+    assert len(CASES) == 5 * 3 * 4 * 2 * 2 * len(HEALTHS) * len(NOWS) * 2 * 2
 
 
 def test_backup_never_keeps_a_master_only_service() -> None:

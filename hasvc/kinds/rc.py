@@ -24,13 +24,18 @@ class RcService:
     def running(self) -> bool:
         return self._verb("onestatus", self.policy.timeout_stop).ok
 
-    def _render(self) -> None:
-        for dest, text, mode in render(self.policy, self.cfg):
-            self.system.write_file(dest, text, mode)
+    def _render(self) -> str:
+        try:
+            for dest, text, mode in render(self.policy, self.cfg):
+                self.system.write_file(dest, text, mode)
+        except OSError as exc:
+            return f"template: {exc}"
+        return ""
 
     @timed
     def start(self) -> Outcome:
-        self._render()
+        if err := self._render():
+            return Outcome(False, err)
         return self._verb("onestart", self.policy.timeout_start)
 
     @timed
@@ -39,7 +44,8 @@ class RcService:
 
     @timed
     def reload(self) -> Outcome:
-        self._render()
+        if err := self._render():
+            return Outcome(False, err)
         return self._verb("onereload", self.policy.timeout_reload)
 
     def adopt(self) -> int | None:

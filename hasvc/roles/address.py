@@ -14,7 +14,7 @@ import psutil
 
 from hasvc.config import Group
 from hasvc.model import Observation, Role
-from hasvc.roles import Emit
+from hasvc.roles import Emit, RoleSource
 
 
 def read_role(group: Group, addrs: dict[str, list[str]], up: dict[str, bool]) -> Role:
@@ -48,11 +48,21 @@ class AddressSource:
 
 
 class NotifySource(AddressSource):
-    """Events arrive through `hasvc notify` on the control socket; only the start is read."""
+    """Events arrive through `hasvc notify` on the control socket; only the start is read.
+
+    The start reading comes from address presence (Linux), or from another
+    source's snapshot (ifconfig on FreeBSD) when one is given.
+    """
 
     name = "notify"
 
+    def __init__(self, groups: dict[int, Group], reader: RoleSource | None = None) -> None:
+        super().__init__(groups)
+        self.reader = reader
+
     def snapshot(self) -> list[Observation]:
+        if self.reader is not None:
+            return self.reader.snapshot()
         return [Observation(o.vhid, o.interface, o.state, "address", o.time) for o in super().snapshot()]
 
     def run(self, emit: Emit, stop: threading.Event) -> None:
