@@ -1,0 +1,1 @@
+"""Active service probes (DHCP DISCOVER, TFTP read) and a dhclient driver for drills."""
