@@ -123,6 +123,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 def attach_extras(daemon: Any) -> None:
     """Lease sync and OMAPI watching, when configured."""
     cfg = daemon.cfg
+    if cfg.omapi:
+        from hasvc.failover import FailoverWatch
+
+        groups = cfg.omapi.groups
+        daemon.extras.append(FailoverWatch(cfg.omapi, lambda: daemon.group_role(groups), daemon.refresh_demotion))
     if cfg.lease_sync:
         from hasvc.leases.addon import LeaseAddon
 

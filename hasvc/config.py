@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from hasvc import yamlpos
+from hasvc.failover import OmapiConfig
 from hasvc.model import Role
 from hasvc.schema import Section, as_argv
 from hasvc.yamlpos import ConfigError, Doc
@@ -151,7 +152,7 @@ class Config:
     demotion: Demotion = Demotion()
     vars: tuple[tuple[str, str], ...] = ()
     lease_sync: dict[str, Any] | None = None
-    omapi: dict[str, Any] | None = None
+    omapi: OmapiConfig | None = None
 
     def debounce_for(self, vhid: int, state: Role) -> float:
         """How long a role change must hold before services follow it.
@@ -258,7 +259,7 @@ def load(path: str) -> Config:
         poll_interval=top.float("poll_interval", 2.0, lo=0.05, hi=3600),
         demotion=demotion,
         lease_sync=_opaque(top, "lease_sync"),
-        omapi=_opaque(top, "omapi"),
+        omapi=_omapi(top, groups),
     )
     top.done()
     for entry in services:
@@ -274,6 +275,28 @@ def _opaque(top: Section, key: str) -> dict[str, Any] | None:
     if value is not None and not isinstance(value, dict):
         raise top.error(key, "must be a mapping")
     return value
+
+
+def _omapi(top: Section, groups: dict[int, Group]) -> OmapiConfig | None:
+    if top.raw("omapi", None) is None:
+        return None
+    sec = top.section("omapi")
+    vhids = sec.list("groups", [min(groups)])
+    for i, v in enumerate(vhids):
+        if v not in groups:
+            raise sec.doc.error(("omapi", "groups", i), f"unknown vhid {v!r}")
+    cfg = OmapiConfig(
+        address=sec.str("address", "127.0.0.1"),
+        port=sec.int("port", 7911, lo=1, hi=65535),
+        key_file=sec.str("key_file", ""),
+        peer=sec.str("peer", "hasvc"),
+        groups=tuple(vhids),
+        interval=sec.float("interval", 2.0, lo=0.1, hi=3600),
+        hold_preempt=sec.bool("hold_preempt", True),
+        partner_down_after=sec.float("partner_down_after", 0.0, lo=0, hi=86400),
+    )
+    sec.done()
+    return cfg
 
 
 def _groups(doc: Doc, top: Section) -> dict[int, Group]:

@@ -214,6 +214,7 @@ class Daemon:
         with self.lock:
             reasons = [f"{s.policy.name}: {s.health.detail or s.last_result or 'failed'}"
                        for s in self.services.values() if s.demote]
+        reasons += [r for r in (getattr(x, "demote_reason", lambda: "")() for x in self.extras) if r]
         change = self.demoter.set(bool(reasons), "; ".join(reasons))
         if change:
             (log.warning if reasons else log.info)(change)
@@ -380,10 +381,15 @@ class Daemon:
             return {"ok": self.reload()}
         if cmd == "reset":
             return self._reset(str(req.get("service", "")))
-        for extra in self.extras:
-            if cmd in getattr(extra, "commands", ()):
-                return {"ok": True, **extra.command(cmd, req)}
         return {"ok": False, "error": f"unknown command {cmd!r}"}
+
+    def refresh_demotion(self) -> None:
+        """For add-ons (failover watch) whose view of demotion changed."""
+        self._update_demotion()
+
+    def group_role(self, vhids: tuple[int, ...]) -> Role:
+        with self.lock:
+            return engine.combined_role({v: o.state for v, o in self.roles.items()}, vhids)
 
     def _reset(self, name: str) -> dict[str, Any]:
         with self.lock:
