@@ -98,6 +98,7 @@ class Policy:
     address6: str = ""
     vars: tuple[tuple[str, str], ...] = ()
     touch: tuple[str, ...] = ()  # files created empty before start if missing (dhcpd's lease file)
+    install_leases: str = ""  # lease_sync file installed before start (single-active dhcpd)
     force: bool = False  # carry out the role's action on every transition, whatever the state looks like
 
     def action(self, role: Role) -> str:
@@ -262,12 +263,32 @@ def load(path: str) -> Config:
         omapi=_omapi(top, groups),
     )
     top.done()
+    if cfg.lease_sync is not None:
+        _check_lease_sync(doc, cfg)
     for entry in services:
         for i, vhid in enumerate(entry.groups):
             if vhid not in groups:
                 raise doc.error((*_entry_path(entry), "groups", i), f"unknown vhid {vhid}")
     policies = load_policies(cfg)
+    synced = {str(f.get("name")) for f in (cfg.lease_sync or {}).get("files") or [] if isinstance(f, dict)}
+    for p in policies.values():
+        if p.install_leases and p.install_leases not in synced:
+            raise ConfigError(p.file, p.line, "install_leases",
+                              f"{p.install_leases!r} is not a lease_sync.files name in {cfg.file}")
     return Config(**{**cfg.__dict__, "policies": policies})
+
+
+def _check_lease_sync(doc: Doc, cfg: Config) -> None:
+    """Validate lease_sync with its own rules; errors point at the key they name."""
+    from hasvc.leases.addon import sync_config
+
+    try:
+        sync_config(cfg)
+    except ValueError as exc:
+        text = str(exc)
+        key = text.split(":", 1)[0]
+        path = tuple(int(p) if p.isdigit() else p for p in re.split(r"[.\[\]]+", key) if p)
+        raise doc.error(path, text.split(": ", 1)[-1]) from None
 
 
 def _opaque(top: Section, key: str) -> dict[str, Any] | None:
@@ -440,6 +461,7 @@ def _policy(doc: Doc, cfg: Config, entry: ServiceEntry) -> Policy:
         reload_signal=_signal(sec, "reload_signal", "HUP"),
         pidfile=sec.str("pidfile", ""),
         touch=tuple(str(x) for x in sec.list("touch", [])),
+        install_leases=sec.str("install_leases", ""),
         # Commands have no process to look at: by default run their steps on every transition.
         force=sec.bool("force", kind == "commands"),
         log=sec.str("log", ""),

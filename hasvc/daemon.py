@@ -195,6 +195,8 @@ class Daemon:
         kind = svc.kind
         act = {"start": kind.start, "stop": kind.stop, "reload": kind.reload,
                "restart": lambda: _restart(kind)}[decision.action]
+        if decision.action in ("start", "restart"):
+            self._before_start(svc.policy)
         try:
             out = act()
         except Exception as exc:  # an action's failure is recorded, never fatal
@@ -209,6 +211,20 @@ class Daemon:
         line = (f"{svc.policy.name}: {decision.action} ({decision.reason}): "
                 f"{'ok' if out.ok else 'FAILED'} {out.detail} [{out.elapsed * 1000:.0f} ms]")
         (log.info if out.ok else log.error)(line)
+
+    def _before_start(self, policy: Policy) -> None:
+        """Add-ons prepare a start (lease install); their failure is logged, the start goes on."""
+        for extra in self.extras:
+            hook = getattr(extra, "before_start", None)
+            if hook is None:
+                continue
+            try:
+                line = hook(policy)
+            except Exception as exc:
+                log.error("%s: before start: %s", policy.name, exc)
+                continue
+            if line:
+                log.info("%s", line)
 
     def _update_demotion(self) -> None:
         with self.lock:
