@@ -10,11 +10,11 @@ import pytest
 
 from hasvc import config
 from hasvc.facade import System
+from hasvc.lab.netns import require
 from hasvc.leases.addon import LeaseAddon, newest
 from hasvc.leases.parser import parse_file, parse_text
 from hasvc.leases.store import Applied, LeaseStore, LeaseStoreError
 from hasvc.leases.sync import LeaseSync
-from hasvc.lab.netns import require
 
 DATA = Path(__file__).parent / "data" / "leases"
 
