@@ -181,6 +181,10 @@ class Daemon:
         now = time.time()
         decisions: dict[str, engine.Decision] = {}
         for name, svc in mine.items():
+            if any(v not in roles for v in svc.policy.groups):
+                # No reading yet (the role source failed at start): acting on a guess could
+                # stop a service that runs where it should. Wait for the first observation.
+                continue
             role = engine.combined_role(roles, svc.policy.groups, svc.policy.match)
             view = engine.View(svc.applied, svc.want_running, svc.kind.running(), svc.health)
             decisions[name] = engine.decide(svc.policy, role, view, now)
@@ -340,6 +344,12 @@ class Daemon:
         old_services = self.services
         changed = [n for n, s in old_services.items()
                    if n not in new.policies or new.policies[n] != s.policy or _groups_changed(self.cfg, new, s)]
+        for name, svc in old_services.items():
+            if name not in changed and name in new.policies and svc.kind.running() and _rendered_differs(svc, new):
+                # Same policy, edited template: the service re-reads it (reload renders first).
+                svc.kind.cfg = new  # type: ignore[attr-defined]
+                out = svc.kind.reload()
+                log.info("%s: reload (template changed): %s", name, out.detail)
         for name in changed:
             svc = old_services[name]
             if svc.kind.running():
@@ -463,6 +473,17 @@ def _restart(kind: Kind) -> Outcome:
     started = kind.start()
     return Outcome(started.ok, f"{stopped.detail}; {started.detail}", started.pid,
                    stopped.elapsed + started.elapsed)
+
+
+def _rendered_differs(svc: Service, new: Config) -> bool:
+    for dest, text, _mode in config_mod.render(svc.policy, new):
+        try:
+            with open(dest, encoding="utf-8") as fh:
+                if fh.read() != text:
+                    return True
+        except OSError:
+            return True
+    return False
 
 
 def _groups_changed(old: Config, new: Config, svc: Service) -> bool:

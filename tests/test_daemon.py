@@ -253,3 +253,43 @@ def test_failing_service_is_restarted_then_demotes_and_recovers(tmp_path: Path) 
         assert calls.read_text().split() == ["net.inet.carp.demotion=50", "net.inet.carp.demotion=-50"]
     finally:
         n.cleanup()
+
+
+def test_reload_with_edited_template_reloads_the_service_in_place(tmp_path: Path) -> None:
+    hup = tmp_path / "hup"
+    code = f"import signal,time; signal.signal(signal.SIGHUP, lambda *a: open('{hup}','a').write('x')); time.sleep(120)"
+    svc = (f"groups: [1]\non: {{master: start, backup: stop}}\nstart: [{sys.executable}, -S, -c, \"{code}\"]\n"
+           "templates:\n  - {source: svc.conf.in, dest: '{state_dir}/svc.conf'}\n")
+    n = Node(tmp_path, extra_services={"conf": svc})
+    (tmp_path / "services.d" / "svc.conf.in").write_text("next-server {vip4};\n")
+    try:
+        n.start()
+        n.devd.carp(1, "vtnet0", "MASTER")
+        pid = wait_until(lambda: n.pid("conf"), 10, "the service to start")
+        time.sleep(0.3)  # its SIGHUP handler is installed
+        (tmp_path / "services.d" / "svc.conf.in").write_text("next-server {vip4};\nfilename \"pxeboot\";\n")
+        n.daemon.signal(signal.SIGHUP)
+        wait_until(lambda: hup.exists(), 10, "SIGHUP to reach the service")
+        assert (tmp_path / "state" / "svc.conf").read_text().endswith('filename "pxeboot";\n')
+        assert n.pid("conf") == pid
+    finally:
+        n.cleanup()
+
+
+def test_unreadable_roles_at_start_leave_running_services_alone(tmp_path: Path) -> None:
+    n = Node(tmp_path)
+    try:
+        n.start()
+        n.devd.carp(1, "vtnet0", "MASTER")
+        wait_until(lambda: answers("127.0.0.41", n.p1), 10, "svc1 to start")
+        pid = n.pid("svc1")
+        n.daemon.stop()
+        n.ifconfig.write_text("#!/bin/sh\necho 'ifconfig: cannot talk to the kernel' >&2\nexit 1\n")
+        n.devd.drop_clients()
+        n.devd.close()  # no devd either: hasvc knows nothing about the roles
+        n.daemon.start()
+        time.sleep(1.0)
+        assert n.pid("svc1") == pid and answers("127.0.0.41", n.p1)
+        assert n.daemon.ask("role")["groups"][0]["role"] == "UNKNOWN"
+    finally:
+        n.cleanup()
