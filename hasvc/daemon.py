@@ -15,7 +15,7 @@ import os
 import signal
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from hasvc import config as config_mod
@@ -188,9 +188,14 @@ class Daemon:
             role = engine.combined_role(roles, svc.policy.groups, svc.policy.match)
             view = engine.View(svc.applied, svc.want_running, svc.kind.running(), svc.health)
             decisions[name] = engine.decide(svc.policy, role, view, now)
-            svc.applied = role
-            svc.want_running = decisions[name].want_running
-            svc.demote = decisions[name].demote
+            with self.lock:
+                svc.applied = role
+                svc.want_running = decisions[name].want_running
+                svc.demote = decisions[name].demote
+                if svc.demote and not svc.health.demoted:
+                    # Sticky: giving up the VIP makes us BACKUP, where a MASTER-only service is not
+                    # even run; only a passing check (or `hasvc reset`) may lift the demotion.
+                    svc.health = replace(svc.health, demoted=True)
         for name in engine.order({n: s.policy for n, s in mine.items()}, decisions):
             self._act(mine[name], decisions[name])
         self._update_demotion()
@@ -210,8 +215,7 @@ class Daemon:
             svc.last_time = time.time()
             if decision.counts_as_restart:
                 h = svc.health
-                svc.health = engine.Health(h.failing, h.restarts + 1, svc.last_time, h.demoted or decision.demote,
-                                           h.detail)
+                svc.health = replace(h, restarts=h.restarts + 1, last_restart=svc.last_time)
         line = (f"{svc.policy.name}: {decision.action} ({decision.reason}): "
                 f"{'ok' if out.ok else 'FAILED'} {out.detail} [{out.elapsed * 1000:.0f} ms]")
         (log.info if out.ok else log.error)(line)

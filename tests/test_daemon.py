@@ -242,6 +242,15 @@ def test_failing_service_is_restarted_then_demotes_and_recovers(tmp_path: Path) 
         assert svc["restarts"] >= 2 and svc["demote"]
         assert status["demotion"]["demoted"] and "broken" in status["demotion"]["reason"]
         assert (tmp_path / "state" / "demotion").read_text().strip() == "50"
+        # The demotion worked: the peer takes over and we become BACKUP. It must stay demoted
+        # (the service is not even run here), or the VIP would flap straight back.
+        n.devd.carp(1, "vtnet0", "BACKUP")
+        wait_until(lambda: n.daemon.service("broken")["state"] == "stopped", 10, "the service to stop")
+        time.sleep(0.5)
+        assert calls.read_text().split() == ["net.inet.carp.demotion=50"]
+        assert n.daemon.ask("status")["demotion"]["demoted"]
+        # The peer dies too: MASTER again, and this time the service is repaired.
+        n.devd.carp(1, "vtnet0", "MASTER")
         # Repair: the check's port now answers; the demotion is lifted by exactly our share.
         fix = subprocess.Popen([sys.executable, "-S", str(Path(__file__).parent / "tcpsvc.py"), "127.0.0.41",
                                 str(port)])
