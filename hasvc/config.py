@@ -23,7 +23,7 @@ from hasvc.yamlpos import ConfigError, Doc
 ACTIONS = ("start", "stop", "restart", "reload", "none")
 KINDS = ("process", "rc", "commands", "address")
 BINDS = ("vip4", "vip6", "vip", "node4", "node6", "node", "wildcard", "none")
-HEALTH_TYPES = ("process", "dhcp", "tftp", "tcp", "udp", "command")
+HEALTH_TYPES = ("process", "dhcp", "tftp", "pxe", "tcp", "udp", "command")
 PLACEHOLDER = re.compile(r"\{([a-z][a-z0-9_]*)\}")
 PLACEHOLDERS = ("vip4", "vip6", "node4", "node6", "vhid", "interface", "node", "state_dir")
 
@@ -99,6 +99,7 @@ class Policy:
     vars: tuple[tuple[str, str], ...] = ()
     touch: tuple[str, ...] = ()  # files created empty before start if missing (dhcpd's lease file)
     install_leases: str = ""  # lease_sync file installed before start (single-active dhcpd)
+    prestart: tuple[tuple[str, ...], ...] = ()  # argv steps before each start; a leading "-" ignores failure
     force: bool = False  # carry out the role's action on every transition, whatever the state looks like
 
     def action(self, role: Role) -> str:
@@ -462,6 +463,7 @@ def _policy(doc: Doc, cfg: Config, entry: ServiceEntry) -> Policy:
         pidfile=sec.str("pidfile", ""),
         touch=tuple(str(x) for x in sec.list("touch", [])),
         install_leases=sec.str("install_leases", ""),
+        prestart=_steps(sec, doc, "prestart"),
         # Commands have no process to look at: by default run their steps on every transition.
         force=sec.bool("force", kind == "commands"),
         log=sec.str("log", ""),
@@ -574,7 +576,7 @@ def _health(sec: Section, doc: Doc, platform: str) -> list[HealthCheck]:
             only=h.choice("only", ("linux", "freebsd"), None) or "",
         )
         need = {"command": ("argv",), "tcp": ("address", "port"), "udp": ("address", "port"),
-                "dhcp": ("interface",), "tftp": ("address", "file")}.get(kind, ())
+                "dhcp": ("interface",), "tftp": ("address", "file"), "pxe": ("address",)}.get(kind, ())
         for key in need:
             if not getattr(check, key):
                 raise h.error(key, f"required for a {kind} check")
@@ -585,6 +587,12 @@ def _health(sec: Section, doc: Doc, platform: str) -> list[HealthCheck]:
         if not check.only or check.only == platform:
             out.append(check)
     return out
+
+
+def _steps(sec: Section, doc: Doc, key: str) -> tuple[tuple[str, ...], ...]:
+    steps = sec.list(key, [])
+    holder = Section(doc, (key,), dict(enumerate(steps)))
+    return tuple(as_argv(holder, i, step) for i, step in enumerate(steps))
 
 
 def _commands(sec: Section, doc: Doc) -> dict[str, tuple[tuple[str, ...], ...]]:
@@ -631,6 +639,9 @@ def _check_placeholders(doc: Doc, cfg: Config, p: Policy) -> None:
         scan(getattr(p, key), (key,))
     for i, path in enumerate(p.touch):
         scan(path, ("touch", i))
+    for i, step in enumerate(p.prestart):
+        for arg in step:
+            scan(arg, ("prestart", i))
     for action, steps in p.commands.items():
         for i, step in enumerate(steps):
             for arg in step:

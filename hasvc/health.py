@@ -54,6 +54,13 @@ def _dispatch(check: HealthCheck, sub, system: System, running: bool) -> tuple[b
         if r.ok and check.expect and r.data != sub(check.expect).encode():
             return False, "tftp: canary content differs"
         return r.ok, f"tftp: {r.detail}"
+    if check.type == "pxe":
+        from hasvc.probes import pxe
+
+        addr = sub(check.address)
+        # On the node itself the answer comes back over loopback from the node address.
+        r = pxe.request(addr, timeout=check.timeout, port=check.port or pxe.PXE_PORT, local=pxe.is_local(addr))
+        return r.ok, f"pxe: {r.detail}"
     if check.type == "udp":
         with socket.socket(socket.AF_INET6 if ":" in sub(check.address) else socket.AF_INET,
                            socket.SOCK_DGRAM) as s:

@@ -16,13 +16,13 @@ VIP6 = "2001:db8:1:2::4"
 
 
 @contextmanager
-def built_lab(*tools: str) -> Iterator[Lab]:
+def built_lab(*tools: str, clients: int = 1) -> Iterator[Lab]:
     """A lab that is always torn down, then checked to have left nothing behind."""
     # Missing tools fail the test by name; the suite never skips.
     require("ip", *tools)
     cleanup_stale(PREFIX)
-    lab = Lab(PREFIX)
-    names = [lab.ns(n) for n in ("sw", "n1", "n2", "cl")]
+    lab = Lab(PREFIX, clients=clients)
+    names = [lab.ns(n) for n in lab.nodes]
     try:
         with lab:
             yield lab

@@ -49,6 +49,9 @@ class Process:
         except OSError as exc:
             return Outcome(False, f"template: {exc}")
         os.makedirs(os.path.dirname(self.log), exist_ok=True)
+        failed = self._prestart()
+        if failed:
+            return Outcome(False, failed)
         if self.pidfile:
             self.system.remove_file(self.pidfile)
         try:
@@ -61,6 +64,17 @@ class Process:
         self._pid = pid
         self._remember(pid)
         return Outcome(True, f"pid {pid}", pid)
+
+    def _prestart(self) -> str:
+        """Steps before exec (e.g. a source route); "-" before the program ignores its failure."""
+        for step in self.policy.prestart:
+            argv = expand(step, self.policy, self.cfg)
+            optional = argv[0].startswith("-")
+            argv[0] = argv[0].removeprefix("-")
+            res = self.system.run(argv, self.policy.timeout_start)
+            if not res.ok and not optional:
+                return f"prestart {' '.join(argv)} exited {res.rc}: {res.stderr.strip()}"
+        return ""
 
     def _await_pid(self, child: int) -> int | None:
         """The pid to track: the child itself, or what a forking daemon writes to its pidfile."""

@@ -56,6 +56,16 @@ def start_ucarp(lab: Lab, node: str, vhid: int, vip4: str, node_addr: str, passw
                 hook_argv: Sequence[str] | None, *, prefix_len: int = 24, advbase: int = 1,
                 deadratio: int = 1, preempt: bool = True) -> int:
     """Run ucarp for one vhid in `node`; returns its pid. Events go to ucarp-NODE-VHID.events."""
+    argv = ucarp_argv(lab, node, vhid, vip4, node_addr, password, advskew, hook_argv, prefix_len=prefix_len,
+                      advbase=advbase, deadratio=deadratio, preempt=preempt)
+    return lab.spawn(node, argv, log_path=lab.path(f"ucarp-{node}-{vhid}.log"))
+
+
+def ucarp_argv(lab: Lab, node: str, vhid: int, vip4: str, node_addr: str, password: str, advskew: int,
+               hook_argv: Sequence[str] | None, *, prefix_len: int = 24, advbase: int = 1,
+               deadratio: int = 1, preempt: bool = True) -> list[str]:
+    """The ucarp command line (scripts written), for callers that must restart it themselves
+    later with the same arguments, e.g. a demotion script."""
     require("ucarp", "ip", "timeout")
     if ipaddress.ip_address(vip4).version != 4:
         raise ValueError("ucarp only handles IPv4 VIPs")
@@ -73,7 +83,7 @@ def start_ucarp(lab: Lab, node: str, vhid: int, vip4: str, node_addr: str, passw
             "-u", up, "-d", down, "-x", node]
     if preempt:
         argv.append("-P")
-    return lab.spawn(node, argv, log_path=base + ".log")
+    return argv
 
 
 # --- keepalived ----------------------------------------------------------------------

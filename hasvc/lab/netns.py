@@ -81,11 +81,18 @@ class Lab:
     """Build with `with Lab() as lab:`; everything is undone on exit, atexit, SIGTERM or SIGINT."""
 
     def __init__(self, prefix: str = "hv", *, keep: bool = False, system: System | None = None,
-                 handle_signals: bool = True) -> None:
+                 handle_signals: bool = True, clients: int = 1) -> None:
         if not re.fullmatch(r"[a-z][a-z0-9]{0,5}", prefix):
             raise ValueError("prefix must be 1-6 lowercase letters/digits starting with a letter")
+        if not 1 <= clients <= 9:
+            raise ValueError("clients must be 1..9")
         self.prefix = prefix
         self.keep = keep
+        # Extra clients are separate namespaces (cl2, cl3, ...), not extra interfaces in `cl`:
+        # several interfaces of one host in one subnet answer ARP for each other and
+        # dhclient, which listens on its own interface only, would miss its renewals.
+        self.clients: tuple[str, ...] = (CLIENT, *(f"{CLIENT}{i}" for i in range(2, clients + 1)))
+        self.nodes: tuple[str, ...] = (SWITCH, *NODES, *self.clients)
         self.system = system or System()
         self.handle_signals = handle_signals
         self.tag = f"{prefix}{os.getpid()}"
@@ -109,8 +116,8 @@ class Lab:
         self.teardown()
 
     def ns(self, node: str) -> str:
-        if node not in ALL_NODES:
-            raise KeyError(f"unknown lab node {node!r} (want one of {', '.join(ALL_NODES)})")
+        if node not in self.nodes:
+            raise KeyError(f"unknown lab node {node!r} (want one of {', '.join(self.nodes)})")
         return f"{self.tag}-{node}"
 
     def path(self, name: str) -> str:
@@ -126,7 +133,7 @@ class Lab:
         if self.handle_signals:
             install_signal_handlers()
         self.work_dir = tempfile.mkdtemp(prefix=f"hasvc-lab-{os.getpid()}-")
-        for node in ALL_NODES:
+        for node in self.nodes:
             name = self.ns(node)
             if os.path.exists(os.path.join(_NETNS_DIR, name)):
                 raise LabError(f"namespace {name} already exists: is another lab of this pid running?")
@@ -138,7 +145,7 @@ class Lab:
         # Snooping could hide VRRP/CARP multicast from a port that has not sent a report yet.
         self._ip("-n", sw, "link", "set", "br0", "type", "bridge", "mcast_snooping", "0")
         self._ip("-n", sw, "link", "set", "br0", "up")
-        for node in (*NODES, CLIENT):
+        for node in (*NODES, *self.clients):
             name = self.ns(node)
             self._ip("-n", sw, "link", "add", f"v-{node}", "type", "veth", "peer", "name", IFNAME,
                      "netns", name)
@@ -307,7 +314,7 @@ def cleanup_stale(prefix: str = "hv", system: System | None = None) -> list[str]
     """
     system = system or System()
     removed: list[str] = []
-    pattern = re.compile(rf"^{re.escape(prefix)}(\d+)-({'|'.join(ALL_NODES)})$")
+    pattern = re.compile(rf"^{re.escape(prefix)}(\d+)-({'|'.join(ALL_NODES)}\d?)$")
     res = system.run(["ip", "netns", "list"], timeout=10.0)
     for line in res.stdout.splitlines():
         name = line.split(" ", 1)[0].strip()
