@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any
 
 from hasvc import control
 from hasvc.errors import ConfigError
-from hasvc.model import Role, parse_subsystem
 
 if TYPE_CHECKING:
     from hasvc.config import Config
@@ -228,17 +227,14 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_notify(args: argparse.Namespace) -> int:
+    from hasvc import notify
+
     try:
-        vhid, ifname = parse_subsystem(args.subsystem)
-        # keepalived reports FAULT and STOP; for a service both mean "not MASTER, not ready".
-        state = {"FAULT": "INIT", "STOP": "INIT"}.get(args.state.upper(), args.state)
-        Role.parse(state)
+        payload = notify.request(args.subsystem, args.state, args.source)
     except ValueError as exc:
         print(f"hasvc: {exc}", file=sys.stderr)
         return 2
-    sock = args.socket or load_config(args.config).control_socket
-    reply = control.request(sock, {"cmd": "notify", "vhid": vhid, "interface": ifname,
-                                   "state": state.upper(), "source": args.source})
+    reply = control.request(args.socket or load_config(args.config).control_socket, payload)
     if not reply.get("ok"):
         raise control.ControlError(str(reply.get("error", "request failed")))
     return 0

@@ -14,6 +14,8 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
+from hasvc import notify
+
 MAX_REQUEST = 64 * 1024
 
 Handler = Callable[[dict[str, Any]], dict[str, Any]]
@@ -97,22 +99,14 @@ class Server:
 
 def request(path: str, payload: dict[str, Any], timeout: float = 10.0) -> dict[str, Any]:
     """Ask the daemon; ControlError when it is not there."""
-    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
-    sock.settimeout(timeout)
     try:
-        sock.connect(path)
+        return notify.ask(path, payload, timeout)
     except (FileNotFoundError, ConnectionRefusedError) as exc:
-        sock.close()
         raise ControlError(f"no hasvc daemon at {path}") from exc
     except PermissionError as exc:
-        sock.close()
         raise ControlError(f"{path}: permission denied (root only)") from exc
-    with sock:
-        _send(sock, payload)
-        reply = json.loads(_recv_line(sock))
-    if not isinstance(reply, dict):
-        raise ControlError("malformed reply")
-    return reply
+    except ValueError as exc:
+        raise ControlError(f"{path}: {exc}") from exc
 
 
 def _send(sock: socket.socket, obj: dict[str, Any]) -> None:

@@ -25,7 +25,7 @@ from typing import Any
 import yaml
 
 import hasvc
-from hasvc import control
+from hasvc import control, notify
 from hasvc.lab import carp
 from hasvc.lab.netns import ADDR4, IFNAME, NODES, Lab, enter_netns, require
 from hasvc.probes import dhcp, pxe, tftp
@@ -139,8 +139,8 @@ class Cluster:
             self._write_demote_script(node)
 
     def _hook(self, node: str, source: str) -> list[str]:
-        return ["env", f"PYTHONPATH={self.env['PYTHONPATH']}", sys.executable, "-m", "hasvc", "notify",
-                "--socket", self.sock[node], "--source", source]
+        # The standalone hook: no site-packages, no package import; its start-up is part of the takeover.
+        return [sys.executable, "-S", notify.__file__, "--socket", self.sock[node], "--source", source]
 
     def _ucarp_argv(self, node: str) -> list[str]:
         return carp.ucarp_argv(self.lab, node, 1, VIP4, ADDR4[node], PASSWORD, ADVSKEW[node],
