@@ -379,8 +379,9 @@ def _start_pollers(cluster: Cluster, deadline: float, mac: str | None = None) ->
         return bool(res.ok) and (mac is None or _neigh_mac(VIP4) == mac)
 
     pollers = {
-        "tftp": Poller(lab, "cl", lambda: tftp.fetch(VIP4, "hasvc-canary.txt", 0.3, retry_interval=0.02,
-                                                      max_retries=14), deadline,
+        # Short attempts: an attempt that straddles the service's start must not hide it for long.
+        "tftp": Poller(lab, "cl", lambda: tftp.fetch(VIP4, "hasvc-canary.txt", 0.1, retry_interval=0.02,
+                                                      max_retries=4), deadline,
                        lambda r: on_mac(r) and r.data == CANARY and r.src_ip == VIP4),
         "pxe": Poller(lab, "cl", lambda: pxe.request(VIP4, 0.3, retransmit=0.02), deadline, on_mac),
         "dhcp": Poller(lab, "cl", lambda: dhcp.discover(IFNAME, VIP4, 0.3, secs=60, retransmit=0.05), deadline),
