@@ -134,7 +134,7 @@ def attach_extras(daemon: Any) -> None:
     if cfg.lease_sync:
         from hasvc.leases.addon import LeaseAddon
 
-        daemon.extras.append(LeaseAddon.from_config(cfg, daemon.system))
+        daemon.extras.append(LeaseAddon.from_config(cfg, daemon.system, daemon.group_role))
 
 
 def cmd_role(args: argparse.Namespace) -> int:

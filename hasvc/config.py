@@ -273,7 +273,8 @@ def load(path: str) -> Config:
     policies = load_policies(cfg)
     synced = {str(f.get("name")) for f in (cfg.lease_sync or {}).get("files") or [] if isinstance(f, dict)}
     for p in policies.values():
-        if p.install_leases and p.install_leases not in synced:
+        # Without lease_sync the key is inert (a shipped policy may name its file anyway).
+        if cfg.lease_sync is not None and p.install_leases and p.install_leases not in synced:
             raise ConfigError(p.file, p.line, "install_leases",
                               f"{p.install_leases!r} is not a lease_sync.files name in {cfg.file}")
     return Config(**{**cfg.__dict__, "policies": policies})
@@ -316,6 +317,7 @@ def _omapi(top: Section, groups: dict[int, Group]) -> OmapiConfig | None:
         interval=sec.float("interval", 2.0, lo=0.1, hi=3600),
         hold_preempt=sec.bool("hold_preempt", True),
         partner_down_after=sec.float("partner_down_after", 0.0, lo=0, hi=86400),
+        service=sec.str("service", "dhcpd"),
     )
     sec.done()
     return cfg

@@ -262,6 +262,12 @@ class Daemon:
                 result = run_check(check, svc.policy, self.cfg, self.system, running)
                 if not result.ok:
                     break
+            excuse = "" if result.ok else self._excuse(name)
+            if excuse:
+                # Expected to fail right now (a recovering dhcpd): neither healthy nor a failure.
+                with self.lock:
+                    svc.last_check = f"{result.detail} (not counted: {excuse})"
+                continue
             self.observe_health(name, result.ok, result.detail)
 
     # ---- life cycle ---------------------------------------------------
@@ -412,6 +418,13 @@ class Daemon:
         if cmd == "reset":
             return self._reset(str(req.get("service", "")))
         return {"ok": False, "error": f"unknown command {cmd!r}"}
+
+    def _excuse(self, name: str) -> str:
+        for extra in self.extras:
+            reason = getattr(extra, "excuse", lambda _n: "")(name)
+            if reason:
+                return str(reason)
+        return ""
 
     def refresh_demotion(self) -> None:
         """For add-ons (failover watch) whose view of demotion changed."""

@@ -3,7 +3,9 @@
 Three uses:
 - `hasvc status` shows the local and partner failover states;
 - a node that comes back holds back its preemption (by demoting itself)
-  while it is BACKUP and its dhcpd is not yet `normal`: taking the VIP
+  while it is BACKUP and its dhcpd is still catching up with its peer
+  (startup, recover, ...; not communications-interrupted, which is what a
+  BACKUP sees when the master died): taking the VIP
   before the pair has resynchronised would send renewals to a dhcpd that
   serves nothing yet (measured: a dhcpd with an empty lease file stays in
   recover until it has seen its peer);
@@ -29,7 +31,10 @@ from hasvc.model import Role
 
 log = logging.getLogger("hasvc")
 
-SETTLED = ("normal", "partner-down")
+# A dhcpd in these states is catching up with its peer after a restart; one that lost its
+# peer (communications-interrupted) is not, and must stay free to take over.
+CATCHING_UP = ("startup", "recover", "recover-wait", "recover-done", "potential-conflict",
+               "resolution-interrupted", "conflict-done")
 
 
 @dataclass(frozen=True)
@@ -42,6 +47,7 @@ class OmapiConfig:
     interval: float = 2.0
     hold_preempt: bool = True
     partner_down_after: float = 0.0  # seconds; 0 = never
+    service: str = "dhcpd"  # the policy running this dhcpd: its probe failures are excused while it recovers
 
 
 @dataclass
@@ -52,15 +58,29 @@ class FailoverState:
     since: float = 0.0  # when the local state last changed
     interrupted_and_master_since: float = 0.0
     partner_down_set: bool = False
+    started: float = 0.0  # when the watch started
+    ever_read: bool = False  # OMAPI answered at least once since then
+
+STARTUP_GRACE = 10.0  # seconds a just-started dhcpd may take to answer OMAPI
 
 
-def decide_hold(cfg: OmapiConfig, role: Role, state: FailoverState) -> str:
-    """The reason to hold back preemption, or "" (pure)."""
+def decide_hold(cfg: OmapiConfig, role: Role, state: FailoverState, now: float) -> str:
+    """The reason to hold back preemption, or "" (pure).
+
+    Only a BACKUP whose dhcpd is catching up holds back, and one whose dhcpd
+    has not answered yet during the first STARTUP_GRACE seconds (it is
+    starting). Later an unreadable OMAPI does not hold: a blind node must
+    still be able to take over.
+    """
     if not cfg.hold_preempt or role is not Role.BACKUP:
         return ""
+    if not state.ever_read:
+        if now - state.started < STARTUP_GRACE:
+            return "dhcpd failover state not read yet: not taking over before it is normal"
+        return ""
     if state.error:
-        return f"dhcpd failover state unknown ({state.error}): not taking over before it is normal"
-    if state.local not in SETTLED:
+        return ""
+    if state.local in CATCHING_UP:
         return f"dhcpd failover {state.local}: not taking over before it is normal"
     return ""
 
@@ -79,7 +99,7 @@ class FailoverWatch:
     def __init__(self, cfg: OmapiConfig, role_of: Callable[[], Role], changed: Callable[[], None],
                  client: Callable[..., omapi.Client] = omapi.Client) -> None:
         self.cfg, self.role_of, self.changed, self.client = cfg, role_of, changed, client
-        self.state = FailoverState()
+        self.state = FailoverState(started=time.time())
         self.stop_event = threading.Event()
         self.thread: threading.Thread | None = None
 
@@ -93,6 +113,7 @@ class FailoverWatch:
             with self.client(self.cfg.address, self.cfg.port, self._key(), timeout=2.0) as c:
                 got = c.failover_state(self.cfg.peer)
             local, partner, error = str(got["local_state"]), str(got["partner_state"]), ""
+            self.state.ever_read = True
         except (OSError, omapi.OmapiError) as exc:
             local, partner, error = "unknown", "unknown", str(exc) or type(exc).__name__
         if local != self.state.local:
@@ -122,7 +143,7 @@ class FailoverWatch:
             log.error("dhcpd failover: setting partner-down failed: %s", exc)
 
     def hold_reason(self) -> str:
-        return decide_hold(self.cfg, self.role_of(), self.state)
+        return decide_hold(self.cfg, self.role_of(), self.state, time.time())
 
     def _loop(self) -> None:
         while not self.stop_event.is_set():
@@ -130,6 +151,7 @@ class FailoverWatch:
             self.stop_event.wait(self.cfg.interval)
 
     def start(self) -> None:
+        self.state.started = time.time()
         self.thread = threading.Thread(target=self._loop, name="failover", daemon=True)
         self.thread.start()
 
@@ -146,3 +168,13 @@ class FailoverWatch:
 
     def demote_reason(self) -> str:
         return self.hold_reason()
+
+    def excuse(self, service: str) -> str:
+        """Why a failed health check of `service` must not count (or "").
+
+        A dhcpd catching up with its peer (recover, recover-wait, ...) answers
+        no DISCOVER by design; restarting it would only start its recovery over.
+        """
+        if service == self.cfg.service and self.state.local in CATCHING_UP:
+            return f"dhcpd failover {self.state.local}"
+        return ""

@@ -18,15 +18,19 @@ from hasvc.model import Role
 STATES = ["normal", "partner-down", "recover", "startup", "communications-interrupted", "recover-wait"]
 
 
-def test_hold_only_a_backup_whose_dhcpd_is_not_settled() -> None:
+def test_hold_only_a_backup_whose_dhcpd_is_catching_up() -> None:
     cfg = OmapiConfig()
     for role in Role:
         for local in STATES:
             for error in ("", "connection refused"):
-                reason = decide_hold(cfg, role, FailoverState(local=local, error=error))
-                want = role is Role.BACKUP and (bool(error) or local not in ("normal", "partner-down"))
-                assert bool(reason) is want, (role, local, error)
-    assert decide_hold(OmapiConfig(hold_preempt=False), Role.BACKUP, FailoverState(local="recover")) == ""
+                for ever_read, age in ((True, 100.0), (False, 1.0), (False, 100.0)):
+                    state = FailoverState(local=local, error=error, started=1000.0, ever_read=ever_read)
+                    reason = decide_hold(cfg, role, state, 1000.0 + age)
+                    catching_up = local in ("recover", "startup", "recover-wait")
+                    starting = not ever_read and age < 10
+                    want = role is Role.BACKUP and (starting or (ever_read and not error and catching_up))
+                    assert bool(reason) is want, (role, local, error, ever_read, age)
+    assert decide_hold(OmapiConfig(hold_preempt=False), Role.BACKUP, FailoverState(local="recover"), 0.0) == ""
 
 
 def test_partner_down_needs_both_signals_for_the_whole_delay() -> None:
@@ -102,7 +106,9 @@ def test_real_pair_states_partner_down_and_wrong_key(pair: tuple[Lab, str]) -> N
     bad = FailoverWatch(OmapiConfig(address=ADDR4["n1"], key_file=wrong), lambda: Role.BACKUP, lambda: None)
     lab.call("n1", bad.poll_once)
     assert bad.state.local == "unknown" and "wrong or missing key" in bad.state.error
-    assert "not taking over" in bad.hold_reason()
+    assert "not read yet" in bad.hold_reason(), "a dhcpd that is just starting is waited for"
+    bad.state.started -= 60
+    assert bad.hold_reason() == "", "a node that cannot read its dhcpd must still be free to take over"
 
     # The peer dies: interrupted alone (still BACKUP, a split looks the same) must not trigger partner-down.
     lab.kill(lab.pair_pids["n2"])  # type: ignore[attr-defined]
@@ -116,3 +122,12 @@ def test_real_pair_states_partner_down_and_wrong_key(pair: tuple[Lab, str]) -> N
     time.sleep(0.4)
     poll_until(lab, "n1", watch, "partner-down", 10)
     assert watch.state.partner_down_set
+
+
+def test_a_recovering_dhcpd_is_not_failed_for_its_silence() -> None:
+    watch = FailoverWatch(OmapiConfig(service="dhcpd"), lambda: Role.BACKUP, lambda: None)
+    for local, excused in (("recover-wait", True), ("recover", True), ("startup", True), ("normal", False),
+                           ("communications-interrupted", False), ("partner-down", False)):
+        watch.state.local = local
+        assert bool(watch.excuse("dhcpd")) is excused, local
+        assert watch.excuse("tftpd") == ""

@@ -10,8 +10,10 @@ the tests assert. Clock: wall time (time.time()), because hook scripts stamp eve
 
 from __future__ import annotations
 
+import base64
 import os
 import re
+import secrets
 import shlex
 import shutil
 import signal
@@ -137,6 +139,20 @@ class Cluster:
         os.chmod(root, 0o755)
         for node in NODES:
             self._write_demote_script(node)
+        self._write_keys()
+
+    def _write_keys(self) -> None:
+        """The pair's shared secrets: lease sync (HMAC) and OMAPI (a dhcpd key clause), 0600."""
+        secrets_ = {
+            "lease-sync.key": secrets.token_hex(32) + "\n",
+            "omapi.key": f'key hasvc-omapi {{ algorithm hmac-md5; secret "'
+                         f'{base64.b64encode(secrets.token_bytes(32)).decode()}"; }};\n',
+        }
+        for name, text in secrets_.items():
+            path = os.path.join(self.base, name)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                fh.write(text)
 
     def _hook(self, node: str, source: str) -> list[str]:
         # The standalone hook: no site-packages, no package import; its start-up is part of the takeover.
@@ -191,12 +207,30 @@ exit 0
         return pid
 
     def start_ucarp(self, node: str) -> int:
+        """Start the node's ucarp, unless hasvc has it demoted: with ucarp, demotion means
+        "not running" (see the demote script), and the script's "off" starts it later."""
+        if self._demoted(node):
+            return 0
+        try:
+            with open(self.node_path(node, "ucarp.pid"), encoding="utf-8") as fh:
+                text = fh.read().strip()
+        except FileNotFoundError:
+            text = ""
+        if text.isdigit() and self.lab.alive(int(text)):
+            return int(text)  # the demote script's "off" started it already
         pid = self.lab.spawn(node, self._ucarp_argv(node), log_path=self.lab.path(f"ucarp-{node}-1.log"),
                              env=self.env)
         with open(self.node_path(node, "ucarp.pid"), "w", encoding="utf-8") as fh:
             fh.write(f"{pid}\n")
         self.ucarp_pid[node] = pid
         return pid
+
+    def _demoted(self, node: str) -> bool:
+        try:
+            with open(self.track_file(node), encoding="utf-8") as fh:
+                return fh.read().strip() not in ("", "0")
+        except FileNotFoundError:
+            return False
 
     def start_keepalived(self, node: str) -> int:
         return carp.start_keepalived(self.lab, node, 2, VIP6, PRIORITY[node], self._hook(node, "keepalived"),

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+from collections.abc import Callable
 from typing import Any
 
 from hasvc.config import Config, Policy
@@ -21,6 +22,7 @@ from hasvc.leases.config import SyncConfig, sync_config_from_dict
 from hasvc.leases.parser import Lease, parse_file
 from hasvc.leases.store import LeaseStoreError, _cltt_key, render_leases, validate
 from hasvc.leases.sync import LeaseSync
+from hasvc.model import Role
 
 log = logging.getLogger("hasvc")
 
@@ -56,14 +58,38 @@ def _field(text: str, name: str) -> str:
 
 
 class LeaseAddon:
-    def __init__(self, sync: LeaseSync, system: System, dhcpd: str = "/usr/sbin/dhcpd") -> None:
+    def __init__(self, sync: LeaseSync, system: System, dhcpd: str = "/usr/sbin/dhcpd",
+                 single_active: tuple[Policy, ...] = (),
+                 role_of: Callable[[tuple[int, ...]], Role] | None = None) -> None:
         self.sync, self.system, self.dhcpd = sync, system, dhcpd
+        self.single_active, self.role_of = single_active, role_of
 
     @classmethod
-    def from_config(cls, cfg: Config, system: System) -> LeaseAddon:
+    def from_config(cls, cfg: Config, system: System,
+                    role_of: Callable[[tuple[int, ...]], Role] | None = None) -> LeaseAddon:
         dhcpd = next((dict(p.vars).get("dhcpd") for p in cfg.policies.values() if dict(p.vars).get("dhcpd")),
                      "/usr/sbin/dhcpd" if cfg.platform == "linux" else "/usr/local/sbin/dhcpd")
-        return cls(LeaseSync(sync_config(cfg), system, lambda m: log.warning("%s", m)), system, dhcpd)
+        single = tuple(p for p in cfg.policies.values() if p.install_leases)
+        return cls(LeaseSync(sync_config(cfg), system, lambda m: log.warning("%s", m)), system, dhcpd,
+                   single, role_of)
+
+    def demote_reason(self) -> str:
+        """A BACKUP that has not yet received the peer's leases must not preempt.
+
+        It would start dhcpd6 on its own (empty or stale) lease file and answer
+        the clients' renewals with NoBinding. If the peer is dead the hold
+        costs nothing: a demoted node still takes over from a silent master;
+        and it is only held while the peer is connected at all.
+        """
+        if self.role_of is None:
+            return ""
+        st = self.sync.stats
+        if not (st.get("in_connected") or st.get("out_connected")):
+            return ""  # no live peer to wait for: never block a takeover on a dead one
+        for p in self.single_active:
+            if self.role_of(p.groups) is Role.BACKUP and not self.sync.snapshots_received.get(p.install_leases):
+                return f"lease sync: waiting for the peer's {p.install_leases} leases before taking over"
+        return ""
 
     def start(self) -> None:
         self.sync.start()
@@ -74,6 +100,7 @@ class LeaseAddon:
     def status(self) -> dict[str, Any]:
         status = self.sync.status()
         for name, info in status.get("files", {}).items():
+            info["snapshots_received"] = self.sync.snapshots_received.get(name, 0)
             diverged = self.sync.diverged(name)
             info["divergent"] = len(diverged)
             info["divergent_addresses"] = diverged[:MAX_DIVERGENT_SHOWN]
@@ -82,7 +109,7 @@ class LeaseAddon:
     def before_start(self, policy: Policy) -> str:
         """Install the synced state for a single-active dhcpd; returns a log line ("" if nothing to do)."""
         name = policy.install_leases
-        if not name:
+        if not name or name not in {f.name for f in self.sync.cfg.files}:
             return ""
         files = {f.name: f for f in self.sync.cfg.files}
         f = files[name]

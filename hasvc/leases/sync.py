@@ -271,6 +271,9 @@ class LeaseSync:
         self._observer: Any = None
         self._inbound: _Conn | None = None
         self._awaiting_snapshot: set[str] = set()  # receiver: deltas ignored until a snapshot
+        # receiver: full copies applied since start, per file (a node that comes back is
+        # not up to date before its first one)
+        self.snapshots_received: dict[str, int] = {}
         self._want_resync: set[str] = set()  # sender: the peer asked for these
         self._want_lock = threading.Lock()
         self._last_logged: str | None = None
@@ -478,6 +481,7 @@ class LeaseSync:
                 with self._lock:
                     w.commit(applied)
                 self._awaiting_snapshot.discard(name)
+                self.snapshots_received[name] = self.snapshots_received.get(name, 0) + 1
                 self._ack(conn, session, h)
             return
         # delta
