@@ -196,8 +196,17 @@ class Daemon:
                     # Sticky: giving up the VIP makes us BACKUP, where a MASTER-only service is not
                     # even run; only a passing check (or `hasvc reset`) may lift the demotion.
                     svc.health = replace(svc.health, demoted=True)
-        for name in engine.order({n: s.policy for n, s in mine.items()}, decisions):
-            self._act(mine[name], decisions[name])
+        for wave in engine.waves({n: s.policy for n, s in mine.items()}, decisions):
+            if len(wave) == 1:
+                self._act(mine[wave[0]], decisions[wave[0]])
+                continue
+            threads = [threading.Thread(target=self._act, args=(mine[n], decisions[n]), name=f"act-{n}")
+                       for n in wave]
+            for t in threads:
+                t.start()
+            for t in threads:
+                # Each action is bounded by its own timeouts; this only guards against a hang.
+                t.join(timeout=max(p.timeout_start + p.timeout_stop for p in (mine[n].policy for n in wave)) + 5)
         self._update_demotion()
 
     def _act(self, svc: Service, decision: engine.Decision) -> None:

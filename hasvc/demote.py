@@ -10,6 +10,7 @@ weight), and a command pair covers anything else (e.g. stopping ucarp).
 from __future__ import annotations
 
 import os
+import threading
 
 from hasvc.config import Config
 from hasvc.facade import System
@@ -23,6 +24,8 @@ class Demoter:
         self.share = self._saved_share()
         self.reason = ""
         self.error = ""
+        # Every vhid's worker asks; one demote/undemote at a time, each exactly once.
+        self.lock = threading.Lock()
 
     def _saved_share(self) -> int:
         text = self.system.read_file(self.share_file) or "0"
@@ -34,6 +37,10 @@ class Demoter:
 
     def set(self, demote: bool, reason: str) -> str | None:
         """Reach the wanted state; returns a log line when something changed."""
+        with self.lock:
+            return self._set(demote, reason)
+
+    def _set(self, demote: bool, reason: str) -> str | None:
         want = self.dem.amount if demote else 0
         if want == self.share and not self.error:
             self.reason = reason if demote else ""

@@ -7,7 +7,7 @@ the actions out through the facade. Tests walk every combination.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 
 from hasvc.config import Policy
@@ -128,17 +128,51 @@ def _steady(policy: Policy, role: Role, wanted: str, view: View, now: float) -> 
     return Decision(action, f"{what}; restart {health.restarts + 1}", True, demote, counts_as_restart=True)
 
 
-def order(policies: Mapping[str, Policy], decisions: Mapping[str, Decision]) -> list[str]:
-    """Services to act on, in the order to act.
+def waves(policies: Mapping[str, Policy], decisions: Mapping[str, Decision]) -> list[list[str]]:
+    """Services to act on, as waves: each wave may run at once, waves one after another.
 
-    Stops run first and in reverse `after:` order (take the NFS server down
+    Stops come first and in reverse `after:` order (take the NFS server down
     before exporting the pool); everything else follows in `after:` order.
+    Services with no ordering between them share a wave, so one slow start
+    does not delay an unrelated one.
     """
-    topo = topological(policies)
-    acting = [n for n in topo if n in decisions and decisions[n].action != "none"]
-    stops = [n for n in reversed(acting) if decisions[n].action == "stop"]
-    rest = [n for n in acting if decisions[n].action != "stop"]
-    return stops + rest
+    acting = {n for n, d in decisions.items() if d.action != "none" and n in policies}
+    stops = {n for n in acting if decisions[n].action == "stop"}
+    starts = acting - stops
+
+    def level(name: str, group: set[str], edges: Callable[[str], Iterable[str]], seen: tuple[str, ...] = ()) -> int:
+        deps = [d for d in edges(name) if d in group and d not in seen]
+        return 1 + max((level(d, group, edges, (*seen, name)) for d in deps), default=-1)
+
+    def reach(name: str, step: Callable[[str], Iterable[str]]) -> set[str]:
+        # Through services that do nothing this round too: order is transitive.
+        seen: set[str] = set()
+        todo = list(step(name))
+        while todo:
+            n = todo.pop()
+            if n not in seen and n in policies:
+                seen.add(n)
+                todo.extend(step(n))
+        return seen
+
+    def after(name: str) -> Iterable[str]:
+        return reach(name, lambda n: policies[n].after)
+
+    def before(name: str) -> Iterable[str]:
+        return reach(name, lambda n: [m for m in policies if n in policies[m].after])
+
+    out: list[list[str]] = []
+    for group, edges in ((stops, before), (starts, after)):
+        levels: dict[int, list[str]] = {}
+        for name in sorted(group):
+            levels.setdefault(level(name, group, edges), []).append(name)
+        out.extend(levels[k] for k in sorted(levels))
+    return out
+
+
+def order(policies: Mapping[str, Policy], decisions: Mapping[str, Decision]) -> list[str]:
+    """The waves, one after another, as a single sequence."""
+    return [name for wave in waves(policies, decisions) for name in wave]
 
 
 def topological(policies: Mapping[str, Policy]) -> list[str]:

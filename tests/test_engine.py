@@ -7,7 +7,7 @@ import itertools
 import pytest
 
 from hasvc.config import ACTIONS, Policy
-from hasvc.engine import Decision, Health, View, backoff, combined_role, decide, order, topological
+from hasvc.engine import Decision, Health, View, backoff, combined_role, decide, order, topological, waves
 from hasvc.model import Role
 
 ROLES = list(Role)
@@ -131,7 +131,7 @@ def test_unknown_vhid_is_never_master() -> None:
     assert combined_role({}, (1,)) is Role.INIT
 
 
-def test_order_stops_reverse_then_starts_forward() -> None:
+def test_waves_stop_in_reverse_then_start_in_order_and_run_unrelated_together() -> None:
     pols = {
         "hast": policy(name="hast"),
         "zfs": policy(name="zfs", after=("hast",)),
@@ -140,9 +140,12 @@ def test_order_stops_reverse_then_starts_forward() -> None:
     }
     assert topological(pols) == ["hast", "zfs", "nfsd", "tftpd"]
     start = {n: Decision("start", "", True) for n in pols}
-    assert order(pols, start) == ["hast", "zfs", "nfsd", "tftpd"]
+    assert waves(pols, start) == [["hast", "tftpd"], ["zfs"], ["nfsd"]]
     stop = {n: Decision("stop", "", False) for n in pols}
-    assert order(pols, stop) == ["tftpd", "nfsd", "zfs", "hast"]
+    assert waves(pols, stop) == [["nfsd", "tftpd"], ["zfs"], ["hast"]]
     mixed = {"hast": Decision("start", "", True), "zfs": Decision("none", "", True),
              "nfsd": Decision("restart", "", True), "tftpd": Decision("stop", "", False)}
-    assert order(pols, mixed) == ["tftpd", "hast", "nfsd"]
+    assert waves(pols, mixed) == [["tftpd"], ["hast"], ["nfsd"]]
+    # Order holds through services that do nothing this round; a lone action is one wave.
+    assert waves(pols, {"nfsd": Decision("start", "", True), "hast": Decision("none", "", True)}) == [["nfsd"]]
+    assert order(pols, stop) == ["nfsd", "tftpd", "zfs", "hast"]

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -27,6 +28,7 @@ from hasvc.model import Role
 log = logging.getLogger("hasvc")
 
 MAX_DIVERGENT_SHOWN = 50
+HOLD_MAX = 30.0  # seconds a returning node waits for the peer's leases at most
 
 
 def sync_config(cfg: Config) -> SyncConfig:
@@ -63,6 +65,7 @@ class LeaseAddon:
                  role_of: Callable[[tuple[int, ...]], Role] | None = None) -> None:
         self.sync, self.system, self.dhcpd = sync, system, dhcpd
         self.single_active, self.role_of = single_active, role_of
+        self.started = time.monotonic()
 
     @classmethod
     def from_config(cls, cfg: Config, system: System,
@@ -79,19 +82,21 @@ class LeaseAddon:
         It would start dhcpd6 on its own (empty or stale) lease file and answer
         the clients' renewals with NoBinding. If the peer is dead the hold
         costs nothing: a demoted node still takes over from a silent master;
-        and it is only held while the peer is connected at all.
+        and it is held for HOLD_MAX after start at most.
         """
         if self.role_of is None:
             return ""
-        st = self.sync.stats
-        if not (st.get("in_connected") or st.get("out_connected")):
-            return ""  # no live peer to wait for: never block a takeover on a dead one
+        # A BACKUP hears a live MASTER, i.e. the peer: its leases are worth waiting for.
+        # Never for long: a broken sync must not keep a healthy node from its role for good.
+        if time.monotonic() - self.started > HOLD_MAX:
+            return ""
         for p in self.single_active:
             if self.role_of(p.groups) is Role.BACKUP and not self.sync.snapshots_received.get(p.install_leases):
                 return f"lease sync: waiting for the peer's {p.install_leases} leases before taking over"
         return ""
 
     def start(self) -> None:
+        self.started = time.monotonic()
         self.sync.start()
 
     def stop(self) -> None:

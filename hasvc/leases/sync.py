@@ -511,7 +511,7 @@ class LeaseSync:
             except OSError as exc:
                 self._error(f"lease sync: cannot reach peer {_hp(self.cfg.peer)}: {exc}", repeat=False)
                 self._stop.wait(delay)
-                delay = min(delay * 2, 2.0)
+                delay = min(delay * 2, 1.0)  # a returning peer is found within a second
                 continue
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock.settimeout(self.cfg.dead_after)
@@ -531,7 +531,7 @@ class LeaseSync:
                 self.stats["out_connected"] = False
             if not self._stop.is_set():
                 self._stop.wait(delay)
-                delay = min(delay * 2, 2.0)
+                delay = min(delay * 2, 1.0)  # a returning peer is found within a second
 
     def _session(self, sock: socket.socket) -> bool:
         """One outgoing connection, from handshake to drop. True if it got going."""
