@@ -111,6 +111,8 @@ class Daemon:
         self.demoter = Demoter(cfg, self.system)
         self.control: Server | None = None
         self.extras: list[Any] = []  # lease sync and other add-ons with start()/stop()/status()
+        self.early: list[Observation] | None = []  # notifications queued during start
+        self.ready = False
         self.started = time.time()
 
     # ---- inputs -------------------------------------------------------
@@ -296,7 +298,8 @@ class Daemon:
     def start(self) -> None:
         for sub in ("run", "log"):
             os.makedirs(os.path.join(self.cfg.state_dir, sub), exist_ok=True)
-        # Services exist before anyone can ask about them; roles come after, from the source.
+        # Services exist before anyone can ask about them. Notifications that arrive while
+        # the roles are being read are queued and applied after that reading, in order.
         self.control = Server(self.cfg.control_socket, self.handle, log.warning)
         self.control.check_free()
         self.build()
@@ -306,12 +309,19 @@ class Daemon:
                 self.observe(obs)
         except Exception as exc:
             log.error("reading roles at start (%s): %s", self.source.name, exc)
+        with self.lock:
+            early, self.early = self.early, None
+        for obs in early or []:
+            self.observe(obs)
+        for extra in self.extras:
+            extra.start()
+        # Whatever holds this node back is in force before the first service moves.
+        self._update_demotion()
         for worker in self.workers.values():
             worker.thread.start()
         self._spawn(self.source.name, self.source.run, self.observe, self.stop_event)
         self._start_health()
-        for extra in self.extras:
-            extra.start()
+        self.ready = True
         log.info("started: node %s, %d group(s), %d service(s), role source %s", self.cfg.node,
                  len(self.cfg.groups), len(self.services), self.source.name)
 
@@ -411,12 +421,16 @@ class Daemon:
     def handle(self, req: dict[str, Any]) -> dict[str, Any]:
         cmd = req.get("cmd")
         if cmd == "ping":
-            return {"ok": True}
+            return {"ok": True, "ready": self.ready}
         if cmd == "notify":
             obs = Observation(int(req["vhid"]), str(req["interface"]), Role.parse(str(req["state"])),
                               str(req.get("source") or "notify"))
             if obs.vhid not in self.cfg.groups or self.cfg.groups[obs.vhid].interface != obs.interface:
                 return {"ok": False, "error": f"{obs.vhid}@{obs.interface} is not a configured group"}
+            with self.lock:
+                if self.early is not None:
+                    self.early.append(obs)
+                    return {"ok": True, "queued": True}
             return {"ok": True, "changed": self.observe(obs)}
         if cmd == "role":
             return {"ok": True, "groups": self.role_report()}

@@ -40,14 +40,17 @@ VIP4 = "192.0.2.4"
 VIP6 = "2001:db8:1:2::4"
 PASSWORD = "hasvc-lab"
 NODE_DIR = {"n1": "dhcp01", "n2": "dhcp02"}
-# n1 is the preferred master. advskew 1 (not 100) on n2: ucarp's master-down time is
-# deadratio * (advbase + advskew/256), so a small skew fails over fastest and n1 with
+# n1 is the preferred master. ucarp's master-down time is deadratio * (advbase +
+# advskew/256) against the master's advertisement every advbase + its advskew/256: with
+# deadratio 1, the backup's skew IS the margin for a late advertisement. advskew 1 (4 ms)
+# made a loaded 2-core machine fail over spuriously; 100 (390 ms) does not, and n1 with
 # advskew 0 still wins and preempts.
-ADVSKEW = {"n1": 0, "n2": 1}
+ADVSKEW = {"n1": 0, "n2": 100}
 PRIORITY = {"n1": 150, "n2": 100}
 CANARY = b"hasvc lab canary\n" * 40
 TOOLS = ("ip", "ss", "ucarp", "keepalived", "dhcpd", "dhclient", "in.tftpd", "dnsmasq", "timeout", "setsid")
 POLL = 0.005
+KILL_POLL = 0.02  # the crash loop's pace: fast enough to catch every restart, light on the CPU
 
 
 def _ms(seconds: float | None) -> float | None:
@@ -202,8 +205,8 @@ exit 0
     def start_hasvc(self, node: str) -> int:
         pid = self.lab.spawn(node, [sys.executable, "-m", "hasvc", "-c", self.conf[node], "run", "-d"],
                              log_path=self.hasvc_log(node), env=self.env)
-        _wait(lambda: os.path.exists(self.sock[node]) and control._answers(self.sock[node]), 10.0,
-              f"hasvc on {node} answering on {self.sock[node]}")
+        _wait(lambda: os.path.exists(self.sock[node]) and self._ready(node), 10.0,
+              f"hasvc on {node} ready on {self.sock[node]}")
         return pid
 
     def start_ucarp(self, node: str) -> int:
@@ -224,6 +227,13 @@ exit 0
             fh.write(f"{pid}\n")
         self.ucarp_pid[node] = pid
         return pid
+
+    def _ready(self, node: str) -> bool:
+        """Started through: its first demotion decision is in force (the lab starts ucarp next)."""
+        try:
+            return bool(control.request(self.sock[node], {"cmd": "ping"}, timeout=2.0).get("ready"))
+        except control.ControlError:
+            return False
 
     def _demoted(self, node: str) -> bool:
         try:
@@ -664,7 +674,7 @@ def dhcpd_crashloop(cluster: Cluster, timeout: float = 30.0) -> dict[str, Any]:
         dem = cluster.status(node)["demotion"]
         if dem.get("demoted") and not status:
             status = dict(dem)
-        time.sleep(POLL)
+        time.sleep(KILL_POLL)
     moved = time.time()
     status = status or cluster.status(node)["demotion"]
     hook = cluster.hook_time(new, 1, "MASTER", t0)
