@@ -90,55 +90,60 @@ def log_time(cluster: drill.Cluster, node: str, pattern: str, after: float) -> f
 def test_leases_follow_the_vip_and_a_wiped_node_catches_up_before_taking_over() -> None:
     with Lab("hvls", clients=1) as lab:
         cluster = drill.Cluster(lab)
-        cluster.start()
-        client = Client6(lab)
-        client.obtain()
-        [addr] = set(client.addresses())
-        n2_store = cluster.node_path("n2", "state", "leases", "dhcpd6.leases")
-        wait(lambda: addr in text(n2_store), 15,
-             "the client's DHCPv6 binding in n2's store")
+        try:
+            scenario(lab, cluster)
+        except AssertionError:
+            for node in drill.NODES:
+                print(f"--- hasvc on {node}\n" + text(cluster.hasvc_log(node))[-4000:])
+            raise
 
-        # 2. n1 dies; n2 installs the synced leases before dhcpd6 starts there.
-        t0 = cluster.kill_node("n1")
-        carp.wait_role(lab, "n2", VIP6, True, 15)
-        installed = wait(lambda: log_time(cluster, "n2", r"dhcpd6: installed \d+ dhcpd6 lease", t0), 15,
-                         "n2 to install the synced dhcpd6 leases")
-        started = wait(lambda: log_time(cluster, "n2", r"dhcpd6: start \(MASTER", t0), 15, "dhcpd6 on n2")
-        assert installed <= started
-        wait(lambda: any(t > started and r in ("RENEW6", "REBIND6") for t, r, _ in client.events()), 20,
-             "the client to renew with n2")
-        assert set(client.addresses()) == {addr}, "the DHCPv6 client kept its address"
 
-        # 3. n1 returns with empty lease files (a replaced disk) and must catch up first.
-        for name in ("dhcpd.leases", "dhcpd6.leases"):
-            os.truncate(cluster.node_path("n1", name), 0)
-        t1 = cluster.revive_node("n1")
-        carp.wait_role(lab, "n1", drill.VIP4, True, 60)
-        carp.wait_role(lab, "n1", VIP6, True, 30)
-        # The hook tells hasvc just after ucarp added the VIP: wait for its log line.
-        took4 = wait(lambda: log_time(cluster, "n1", r"vhid 1@eth0: \w+ -> MASTER", t1), 10, "n1's MASTER line")
-        normal = log_time(cluster, "n1", r"dhcpd failover: .* -> normal", t1)
-        if not normal or normal > took4:
-            print(text(cluster.hasvc_log("n1"))[-5000:])
-        assert normal and normal <= took4, "n1 took the VIP before its dhcpd was normal"
-        n1_status = status(cluster, "n1")
-        assert n1_status["failover"]["local"] == "normal"
-        assert n1_status["leases"]["files"]["dhcpd6"]["snapshots_received"] >= 1
-        wait(lambda: log_time(cluster, "n1", r"dhcpd6: installed \d+ dhcpd6 lease", t1), 15,
-             "n1 to install the synced dhcpd6 leases")
-        assert addr in text(cluster.node_path("n1", "dhcpd6.leases"))
-        took6 = wait(lambda: log_time(cluster, "n1", r"vhid 2@eth0: \w+ -> MASTER", t1), 10, "vhid 2 on n1")
-        if normal > took6:
-            print(text(cluster.hasvc_log("n1"))[-5000:])
-        assert normal <= took6
-        wait(lambda: any(t > took6 and r in ("RENEW6", "REBIND6") for t, r, _ in client.events()), 20,
-             "the client to renew with n1")
-        assert set(client.addresses()) == {addr}
+def scenario(lab: Lab, cluster: drill.Cluster) -> None:
+    cluster.start()
+    client = Client6(lab)
+    client.obtain()
+    [addr] = set(client.addresses())
+    n2_store = cluster.node_path("n2", "state", "leases", "dhcpd6.leases")
+    wait(lambda: addr in text(n2_store), 15,
+         "the client's DHCPv6 binding in n2's store")
 
-        # 4. No divergence of the IPv4 lease databases once both dhcpds are normal.
-        def converged() -> bool:
-            files = [status(cluster, n)["leases"]["files"]["dhcpd4"] for n in drill.NODES]
-            return all(f["divergent"] == 0 for f in files)
+    # 2. n1 dies; n2 installs the synced leases before dhcpd6 starts there.
+    t0 = cluster.kill_node("n1")
+    carp.wait_role(lab, "n2", VIP6, True, 15)
+    installed = wait(lambda: log_time(cluster, "n2", r"dhcpd6: installed \d+ dhcpd6 lease", t0), 15,
+                     "n2 to install the synced dhcpd6 leases")
+    started = wait(lambda: log_time(cluster, "n2", r"dhcpd6: start \(MASTER", t0), 15, "dhcpd6 on n2")
+    assert installed <= started
+    wait(lambda: any(t > started and r in ("RENEW6", "REBIND6") for t, r, _ in client.events()), 20,
+         "the client to renew with n2")
+    assert set(client.addresses()) == {addr}, "the DHCPv6 client kept its address"
 
-        wait(converged, 30, "the two nodes' dhcpd4 lease state to agree")
-        assert cluster.duplicates() == []
+    # 3. n1 returns with empty lease files (a replaced disk) and must catch up first.
+    for name in ("dhcpd.leases", "dhcpd6.leases"):
+        os.truncate(cluster.node_path("n1", name), 0)
+    t1 = cluster.revive_node("n1")
+    carp.wait_role(lab, "n1", drill.VIP4, True, 60)
+    carp.wait_role(lab, "n1", VIP6, True, 30)
+    # The hook tells hasvc just after ucarp added the VIP: wait for its log line.
+    took4 = wait(lambda: log_time(cluster, "n1", r"vhid 1@eth0: \w+ -> MASTER", t1), 10, "n1's MASTER line")
+    normal = log_time(cluster, "n1", r"dhcpd failover: .* -> normal", t1)
+    assert normal and normal <= took4, "n1 took the VIP before its dhcpd was normal"
+    n1_status = status(cluster, "n1")
+    assert n1_status["failover"]["local"] == "normal"
+    assert n1_status["leases"]["files"]["dhcpd6"]["snapshots_received"] >= 1
+    wait(lambda: log_time(cluster, "n1", r"dhcpd6: installed \d+ dhcpd6 lease", t1), 15,
+         "n1 to install the synced dhcpd6 leases")
+    assert addr in text(cluster.node_path("n1", "dhcpd6.leases"))
+    took6 = wait(lambda: log_time(cluster, "n1", r"vhid 2@eth0: \w+ -> MASTER", t1), 10, "vhid 2 on n1")
+    assert normal <= took6
+    wait(lambda: any(t > took6 and r in ("RENEW6", "REBIND6") for t, r, _ in client.events()), 20,
+         "the client to renew with n1")
+    assert set(client.addresses()) == {addr}
+
+    # 4. No divergence of the IPv4 lease databases once both dhcpds are normal.
+    def converged() -> bool:
+        files = [status(cluster, n)["leases"]["files"]["dhcpd4"] for n in drill.NODES]
+        return all(f["divergent"] == 0 for f in files)
+
+    wait(converged, 30, "the two nodes' dhcpd4 lease state to agree")
+    assert cluster.duplicates() == []
