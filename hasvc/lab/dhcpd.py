@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 import time
 
 from hasvc.lab.netns import ADDR4, IFNAME, Lab, require
@@ -92,6 +91,3 @@ def wait_normal(lab: Lab, node: str, timeout: float) -> float:
     raise TimeoutError(f"dhcpd on {node} not in failover state normal after {timeout:g}s; "
                        f"log tail: {log(lab, node)[-800:]}")
 
-
-def leases_path(lab: Lab, node: str) -> str:
-    return os.path.join(lab.work_dir, f"dhcpd-{node}.leases")

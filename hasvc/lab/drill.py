@@ -15,7 +15,6 @@ import os
 import re
 import secrets
 import shlex
-import shutil
 import signal
 import sys
 import threading
@@ -736,10 +735,6 @@ def describe_failure(cluster: Cluster) -> str:
             except FileNotFoundError:
                 pass
     return "\n".join(parts)
-
-
-def copy_logs(cluster: Cluster, dest: str) -> None:
-    shutil.copytree(cluster.base, dest, dirs_exist_ok=True, ignore=shutil.ignore_patterns("*.sock"))
 
 
 __all__ = ["Cluster", "Timeline", "dhcpd_crashloop", "dhcpd_killed", "master_dies", "master_returns",
