@@ -57,7 +57,8 @@ def main() -> int:
                 res, _ = fn(cluster)
                 det = res["carp_detection_ms"]
                 row = {"run": i, "drill": name, **{k: res[k] for k in (
-                    "carp_detection_ms", "reaction_ms", "dhcp_outage_ms", "tftp_outage_ms")}}
+                    "carp_detection_ms", "reaction_ms", "dhcp_outage_ms", "tftp_outage_ms")},
+                       "lost": sorted(c for c, kept in res["address_kept"].items() if not kept)}
                 runs.append(row)
                 for key in ("carp_detection_ms", "reaction_ms", "dhcp_outage_ms", "tftp_outage_ms"):
                     if res[key] is not None:
