@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -78,3 +79,37 @@ def test_d_tftpd_killed_first_transfer_from_the_vip(cluster: drill.Cluster) -> N
     print(res)
     assert res["restart_ms"] is not None
     assert res["first_transfer_ok"] and res["first_transfer_from"] == drill.VIP4, res
+
+
+def test_e_audit_flags_a_stray_listener_on_the_shared_address(cluster: drill.Cluster) -> None:
+    node = cluster.master()
+    lab = cluster.lab
+
+    def audit() -> tuple[int, dict]:
+        res = lab.run(node, [sys.executable, "-m", "hasvc", "-c", cluster.conf[node], "audit", "--json"],
+                      timeout=30)
+        return res.rc, json.loads(res.stdout)
+
+    rc, report = audit()
+    listeners = report["listeners"]
+    assert rc == 0 and report["findings"] == 0, listeners
+    by_service = {(x["service"], x["proto"], x["port"]) for x in listeners}
+    assert ("tftpd", "udp", 69) in by_service, listeners
+    assert any(x["service"] == "dhcpd" and x["address"] == "0.0.0.0" for x in listeners), \
+        "dhcpd's wildcard socket is declared (bind: wildcard), not flagged"
+    # Something that is not an HA service starts answering on the VIP.
+    stray = lab.spawn(node, [sys.executable, "-S", "-c",
+                             "import socket,time; s=socket.socket(); s.setsockopt(socket.SOL_SOCKET, "
+                             f"socket.SO_REUSEADDR, 1); s.bind(('{drill.VIP4}', 8080)); s.listen(); time.sleep(60)"])
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            rc, report = audit()
+            flagged = [x for x in report["listeners"] if x["finding"]]
+            if flagged or time.monotonic() > deadline:
+                break
+            time.sleep(0.2)
+        assert rc == 1 and [(x["address"], x["port"]) for x in flagged] == [(drill.VIP4, 8080)], flagged
+        assert "not an HA service" in flagged[0]["finding"]
+    finally:
+        lab.kill(stray)
