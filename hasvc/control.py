@@ -87,7 +87,7 @@ class Server:
         if uid is not None and uid not in (0, os.geteuid()):
             _send(conn, {"ok": False, "error": "permission denied"})
             return
-        request = json.loads(_recv_line(conn))
+        request = json.loads(notify.read_line(conn, MAX_REQUEST))
         if not isinstance(request, dict):
             raise ValueError("request must be a JSON object")
         try:
@@ -111,18 +111,6 @@ def request(path: str, payload: dict[str, Any], timeout: float = 10.0) -> dict[s
 
 def _send(sock: socket.socket, obj: dict[str, Any]) -> None:
     sock.sendall(json.dumps(obj).encode() + b"\n")
-
-
-def _recv_line(sock: socket.socket) -> str:
-    buf = b""
-    while not buf.endswith(b"\n"):
-        chunk = sock.recv(65536)
-        if not chunk:
-            break
-        buf += chunk
-        if len(buf) > MAX_REQUEST * 64:
-            raise ValueError("message too large")
-    return buf.decode()
 
 
 def _answers(path: str) -> bool:

@@ -25,18 +25,23 @@ def ask(path: str, payload: dict[str, Any], timeout: float = 10.0) -> dict[str, 
         sock.settimeout(timeout)
         sock.connect(path)
         sock.sendall(json.dumps(payload).encode() + b"\n")
-        buf = b""
-        while not buf.endswith(b"\n"):
-            chunk = sock.recv(65536)
-            if not chunk:
-                break
-            buf += chunk
-            if len(buf) > 4 << 20:
-                raise ValueError("reply too large")
-    reply = json.loads(buf.decode())
+        reply = json.loads(read_line(sock))
     if not isinstance(reply, dict):
         raise ValueError("malformed reply")
     return reply
+
+
+def read_line(sock: socket.socket, limit: int = 4 << 20) -> str:
+    """One newline-terminated message (or what came before the peer closed)."""
+    buf = b""
+    while not buf.endswith(b"\n"):
+        chunk = sock.recv(65536)
+        if not chunk:
+            break
+        buf += chunk
+        if len(buf) > limit:
+            raise ValueError("message too large")
+    return buf.decode()
 
 
 def request(subsystem: str, state: str, source: str = "notify") -> dict[str, Any]:

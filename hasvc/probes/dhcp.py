@@ -108,6 +108,25 @@ class Reply:
         return socket.inet_ntoa(raw) if raw and len(raw) == 4 else None
 
 
+
+def parse_options(bootp: bytes) -> dict[int, bytes]:
+    """DHCP options after the magic cookie; a repeated code is concatenated (RFC 3396)."""
+    out: dict[int, bytes] = {}
+    i = 240
+    while i < len(bootp):
+        code = bootp[i]
+        if code == 255:
+            break
+        if code == 0:
+            i += 1
+            continue
+        if i + 1 >= len(bootp):
+            break
+        size = bootp[i + 1]
+        out[code] = out.get(code, b"") + bootp[i + 2:i + 2 + size]
+        i += 2 + size
+    return out
+
 def parse_reply(frame: bytes) -> Reply | None:
     """Parse an Ethernet frame holding a BOOTREPLY; None for anything else."""
     if len(frame) < 14 + 20 + 8 + 240 or frame[12:14] != b"\x08\x00":
@@ -124,20 +143,7 @@ def parse_reply(frame: bytes) -> Reply | None:
         return None
     xid = struct.unpack("!I", bootp[4:8])[0]
     hlen = min(bootp[2], 16)
-    options: dict[int, bytes] = {}
-    i = 240
-    while i < len(bootp):
-        code = bootp[i]
-        if code == 255:
-            break
-        if code == 0:
-            i += 1
-            continue
-        if i + 1 >= len(bootp):
-            break
-        size = bootp[i + 1]
-        options[code] = options.get(code, b"") + bootp[i + 2:i + 2 + size]
-        i += 2 + size
+    options = parse_options(bootp)
     msg = options.get(53)
     return Reply(msg[0] if msg else None, xid, bytes(bootp[28:28 + hlen]), socket.inet_ntoa(bootp[16:20]),
                  src_ip, options)

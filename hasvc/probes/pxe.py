@@ -23,6 +23,8 @@ import sys
 import time
 from dataclasses import asdict, dataclass
 
+from hasvc.probes.dhcp import parse_options
+
 PXE_PORT = 4011
 MAGIC = b"\x63\x82\x53\x63"
 DHCPREQUEST, DHCPACK = 3, 5
@@ -59,24 +61,6 @@ def build_request(xid: int, chaddr: bytes, ciaddr: str, *, arch: int = 0, item_t
                           socket.inet_aton(ciaddr), b"\0" * 4, b"\0" * 4, b"\0" * 4,
                           chaddr.ljust(16, b"\0"), b"", b"")
     return (payload + MAGIC + options).ljust(300, b"\0")
-
-
-def _options(bootp: bytes) -> dict[int, bytes]:
-    out: dict[int, bytes] = {}
-    i = 240
-    while i < len(bootp):
-        code = bootp[i]
-        if code == 255:
-            break
-        if code == 0:
-            i += 1
-            continue
-        if i + 1 >= len(bootp):
-            break
-        size = bootp[i + 1]
-        out[code] = out.get(code, b"") + bootp[i + 2:i + 2 + size]
-        i += 2 + size
-    return out
 
 
 def _local_address(server: str) -> str:
@@ -136,7 +120,7 @@ def request(server: str, timeout: float = 2.0, *, item_type: int = BOOT_TYPE, re
                 continue
             if struct.unpack("!I", data[4:8])[0] != xid:
                 continue
-            opts = _options(data)
+            opts = parse_options(data)
             msg = opts.get(53, b"\0")[0]
             sid_raw = opts.get(54)
             sid = socket.inet_ntoa(sid_raw) if sid_raw and len(sid_raw) == 4 else None
