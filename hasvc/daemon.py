@@ -112,6 +112,8 @@ class Daemon:
         self.control: Server | None = None
         self.extras: list[Any] = []  # lease sync and other add-ons with start()/stop()/status()
         self.early: list[Observation] | None = []  # notifications queued during start
+        self.demote_cond = threading.Condition()
+        self.demote_want: tuple[bool, str] | None = None
         self.ready = False
         self.started = time.time()
 
@@ -245,14 +247,36 @@ class Daemon:
             if line:
                 log.info("%s", line)
 
-    def _update_demotion(self) -> None:
+    def _demotion_wanted(self) -> tuple[bool, str]:
         with self.lock:
             reasons = [f"{s.policy.name}: {s.health.detail or s.last_result or 'failed'}"
                        for s in self.services.values() if s.demote]
         reasons += [r for r in (getattr(x, "demote_reason", lambda: "")() for x in self.extras) if r]
-        change = self.demoter.set(bool(reasons), "; ".join(reasons))
+        return bool(reasons), "; ".join(reasons)
+
+    def _update_demotion(self) -> None:
+        """Hand the wish to the demotion thread: a demote command (which may wait for a role
+        source to stop) must never hold up a vhid's worker."""
+        with self.demote_cond:
+            self.demote_want = self._demotion_wanted()
+            self.demote_cond.notify()
+
+    def _apply_demotion(self, want: tuple[bool, str]) -> None:
+        change = self.demoter.set(*want)
         if change:
-            (log.warning if reasons else log.info)(change)
+            (log.warning if want[0] else log.info)(change)
+
+    def _demotion_loop(self) -> None:
+        applied: tuple[bool, str] | None = None
+        while not self.stop_event.is_set():
+            with self.demote_cond:
+                if self.demote_want == applied:
+                    # Also a retry tick: a failed demote command is tried again.
+                    self.demote_cond.wait(1.0)
+                want = self.demote_want
+            if want is not None:
+                self._apply_demotion(want)
+                applied = want if not self.demoter.error else None
 
     # ---- health -------------------------------------------------------
 
@@ -316,7 +340,9 @@ class Daemon:
         for extra in self.extras:
             extra.start()
         # Whatever holds this node back is in force before the first service moves.
-        self._update_demotion()
+        self.demote_want = self._demotion_wanted()
+        self._apply_demotion(self.demote_want)
+        self._spawn("demotion", self._demotion_loop)
         for worker in self.workers.values():
             worker.thread.start()
         self._spawn(self.source.name, self.source.run, self.observe, self.stop_event)
@@ -345,6 +371,8 @@ class Daemon:
     def stop(self) -> None:
         """Leave services running: a restarted daemon adopts them (and an upgrade costs no outage)."""
         self.stop_event.set()
+        with self.demote_cond:
+            self.demote_cond.notify()
         self._stop_health()
         for worker in self.workers.values():
             worker.stop()

@@ -60,6 +60,7 @@ class FailoverState:
     partner_down_set: bool = False
     started: float = 0.0  # when the watch started
     ever_read: bool = False  # OMAPI answered at least once since then
+    caught_up: bool = False  # seen settled once since start: never hold again (no flapping)
 
 STARTUP_GRACE = 10.0  # seconds a just-started dhcpd may take to answer OMAPI
 
@@ -70,9 +71,10 @@ def decide_hold(cfg: OmapiConfig, role: Role, state: FailoverState, now: float) 
     Only a BACKUP whose dhcpd is catching up holds back, and one whose dhcpd
     has not answered yet during the first STARTUP_GRACE seconds (it is
     starting). Later an unreadable OMAPI does not hold: a blind node must
-    still be able to take over.
+    still be able to take over. Once caught up, never again until restart:
+    the hold is for a node coming back, and must not make the VIP flap.
     """
-    if not cfg.hold_preempt or role is not Role.BACKUP:
+    if not cfg.hold_preempt or role is not Role.BACKUP or state.caught_up:
         return ""
     if not state.ever_read:
         if now - state.started < STARTUP_GRACE:
@@ -114,6 +116,8 @@ class FailoverWatch:
                 got = c.failover_state(self.cfg.peer)
             local, partner, error = str(got["local_state"]), str(got["partner_state"]), ""
             self.state.ever_read = True
+            if local not in CATCHING_UP:
+                self.state.caught_up = True
         except (OSError, omapi.OmapiError) as exc:
             local, partner, error = "unknown", "unknown", str(exc) or type(exc).__name__
         if local != self.state.local:

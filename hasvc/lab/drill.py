@@ -675,7 +675,24 @@ def dhcpd_crashloop(cluster: Cluster, timeout: float = 30.0) -> dict[str, Any]:
             status = dict(dem)
         time.sleep(KILL_POLL)
     moved = time.time()
-    status = status or cluster.status(node)["demotion"]
+    if not status:
+        # The status only says "demoted" once the demote command has returned, and the
+        # lab's command waits for ucarp to exit, which may be after the VIP moved; or the
+        # demotion may be applied and lifted between two looks. The daemon's log line
+        # (written when the command returns) is the record: wait for it a little.
+        def logged() -> dict[str, Any] | None:
+            for _when, line in _hasvc_events(cluster.hasvc_log(node), t0):
+                m = re.match(r"demotion: demoted \((.*)\)$", line)
+                if m:
+                    return {**cluster.status(node)["demotion"], "demoted": True, "reason": m.group(1),
+                            "from_log": True}
+            return None
+
+        try:
+            _wait(lambda: logged() is not None, 6.0, f"the demotion of {node} in its log")
+            status = logged() or {}
+        except TimeoutError:
+            status = dict(cluster.status(node)["demotion"])
     hook = cluster.hook_time(new, 1, "MASTER", t0)
     _wait(lambda: all(v is not None for v in cluster.renewals_after(moved).values()),
           max(1.0, deadline - time.time()), "renewals answered by the new VIP holder")
@@ -687,8 +704,12 @@ def dhcpd_crashloop(cluster: Cluster, timeout: float = 30.0) -> dict[str, Any]:
     return res
 
 
-def settle_back(cluster: Cluster, node: str = "n1", timeout: float = 40.0) -> None:
-    """After a demotion heals, n1 undemotes and preempts: wait for the steady state."""
+def settle_back(cluster: Cluster, node: str = "n1", timeout: float = 90.0) -> None:
+    """After a demotion heals, n1 undemotes and preempts: wait for the steady state.
+
+    Healing is dhcpd passing its own probe again; a dhcpd that was killed over and over
+    may go through failover recovery first (up to MCLT, 20 s in the lab), hence the
+    generous bound."""
     cluster.wait_settled(node, timeout)
 
 

@@ -66,6 +66,7 @@ class LeaseAddon:
         self.sync, self.system, self.dhcpd = sync, system, dhcpd
         self.single_active, self.role_of = single_active, role_of
         self.started = time.monotonic()
+        self.caught_up = False
 
     @classmethod
     def from_config(cls, cfg: Config, system: System,
@@ -88,10 +89,14 @@ class LeaseAddon:
             return ""
         # A BACKUP hears a live MASTER, i.e. the peer: its leases are worth waiting for.
         # Never for long: a broken sync must not keep a healthy node from its role for good.
-        if time.monotonic() - self.started > HOLD_MAX:
+        if self.caught_up:
             return ""
-        for p in self.single_active:
-            if self.role_of(p.groups) is Role.BACKUP and not self.sync.snapshots_received.get(p.install_leases):
+        missing = [p for p in self.single_active if not self.sync.snapshots_received.get(p.install_leases)]
+        if not missing or time.monotonic() - self.started > HOLD_MAX:
+            self.caught_up = True  # once, until restart: the hold must not make the VIP flap
+            return ""
+        for p in missing:
+            if self.role_of(p.groups) is Role.BACKUP:
                 return f"lease sync: waiting for the peer's {p.install_leases} leases before taking over"
         return ""
 
