@@ -61,8 +61,10 @@ class FailoverState:
     started: float = 0.0  # when the watch started
     ever_read: bool = False  # OMAPI answered at least once since then
     caught_up: bool = False  # seen settled once since start: never hold again (no flapping)
+    error_since: float = 0.0  # when OMAPI started failing (0: it answers)
 
 STARTUP_GRACE = 10.0  # seconds a just-started dhcpd may take to answer OMAPI
+ERROR_GRACE = 5.0  # one slow answer does not make the node blind: the last state holds this long
 
 
 def decide_hold(cfg: OmapiConfig, role: Role, state: FailoverState, now: float) -> str:
@@ -80,7 +82,7 @@ def decide_hold(cfg: OmapiConfig, role: Role, state: FailoverState, now: float) 
         if now - state.started < STARTUP_GRACE:
             return "dhcpd failover state not read yet: not taking over before it is normal"
         return ""
-    if state.error:
+    if state.error and now - state.error_since >= ERROR_GRACE:
         return ""
     if state.local in CATCHING_UP:
         return f"dhcpd failover {state.local}: not taking over before it is normal"
@@ -119,7 +121,12 @@ class FailoverWatch:
             if local not in CATCHING_UP:
                 self.state.caught_up = True
         except (OSError, omapi.OmapiError) as exc:
-            local, partner, error = "unknown", "unknown", str(exc) or type(exc).__name__
+            error = str(exc) or type(exc).__name__
+            # Keep the last reading for a while (ERROR_GRACE); after that it is unknown.
+            stale = self.state.error_since and now - self.state.error_since >= ERROR_GRACE
+            local, partner = ("unknown", "unknown") if stale or not self.state.ever_read else (
+                self.state.local, self.state.partner)
+        self.state.error_since = (self.state.error_since or now) if error else 0.0
         if local != self.state.local:
             self.state.since = now
             log.info("dhcpd failover: %s -> %s (partner %s)", self.state.local, local, partner)

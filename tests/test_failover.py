@@ -131,3 +131,10 @@ def test_a_recovering_dhcpd_is_not_failed_for_its_silence() -> None:
         watch.state.local = local
         assert bool(watch.excuse("dhcpd")) is excused, local
         assert watch.excuse("tftpd") == ""
+
+
+def test_one_failed_reading_does_not_lift_the_hold() -> None:
+    cfg = OmapiConfig()
+    state = FailoverState(local="recover-wait", error="timed out", error_since=100.0, started=0.0, ever_read=True)
+    assert decide_hold(cfg, Role.BACKUP, state, 102.0), "the last reading still counts for a few seconds"
+    assert decide_hold(cfg, Role.BACKUP, state, 106.0) == "", "then a blind node is free to take over"
