@@ -604,8 +604,11 @@ def master_dies(cluster: Cluster, timeout: float = 15.0) -> tuple[dict[str, Any]
     return res, _timeline(cluster, t0, f"kill {old} (SIGKILL every process, cable cut)", (new,), res)
 
 
-def master_returns(cluster: Cluster, node: str = "n1", timeout: float = 30.0) -> tuple[dict[str, Any], Timeline]:
-    """(b) The dead preferred master boots again and preempts; services move back to it."""
+def master_returns(cluster: Cluster, node: str = "n1", timeout: float = 60.0) -> tuple[dict[str, Any], Timeline]:
+    """(b) The dead preferred master boots again and preempts; services move back to it.
+
+    The bound is generous: the returning node holds back until its dhcpd is normal,
+    which after a failover recovery takes MCLT (20 s in the lab)."""
     other = _other(node)
     before = cluster.leases()
     deadline = time.time() + timeout
