@@ -155,7 +155,7 @@ def cmd_role(args: argparse.Namespace) -> int:
 
 
 def _daemon_up(cfg: Config) -> bool:
-    return os.path.exists(cfg.control_socket) and control._answers(cfg.control_socket)
+    return os.path.exists(cfg.control_socket) and control.answers(cfg.control_socket)
 
 
 def _ask(cfg: Config, cmd: str, **kw: Any) -> dict[str, Any]:

@@ -116,7 +116,7 @@ class ServiceEntry:
 
     path: str
     line: int
-    key: str
+    where: tuple[str | int, ...]  # its key path in the node file, for error messages
     groups: tuple[int, ...] = ()
     vars: tuple[tuple[str, str], ...] = ()
 
@@ -269,7 +269,7 @@ def load(path: str) -> Config:
     for entry in services:
         for i, vhid in enumerate(entry.groups):
             if vhid not in groups:
-                raise doc.error((*_entry_path(entry), "groups", i), f"unknown vhid {vhid}")
+                raise doc.error((*entry.where, "groups", i), f"unknown vhid {vhid}")
     policies = load_policies(cfg)
     synced = {str(f.get("name")) for f in (cfg.lease_sync or {}).get("files") or [] if isinstance(f, dict)}
     for p in policies.values():
@@ -382,28 +382,24 @@ def _vars(sec: Section, key: str) -> tuple[tuple[str, str], ...]:
     return tuple(out)
 
 
-def _entry_path(entry: ServiceEntry) -> tuple[Any, ...]:
-    return ("services",) if entry.key == "services" else ("services", int(entry.key.split("[")[1][:-1]))
-
-
 def _service_entries(doc: Doc, top: Section, base: str) -> tuple[ServiceEntry, ...]:
     raw = top.raw("services", "services.d")
     if isinstance(raw, str):
-        return (ServiceEntry(os.path.join(base, raw), doc.line(("services",)), "services"),)
+        return (ServiceEntry(os.path.join(base, raw), doc.line(("services",)), ("services",)),)
     if not isinstance(raw, list):
         raise top.error("services", "must be a directory or a list of policy files")
     out = []
     for i, item in enumerate(raw):
         where = ("services", i)
         if isinstance(item, str):
-            out.append(ServiceEntry(os.path.join(base, item), doc.line(where), f"services[{i}]"))
+            out.append(ServiceEntry(os.path.join(base, item), doc.line(where), where))
             continue
         sec = Section(doc, where, item)
         groups = sec.raw("groups", [])
         groups = groups if isinstance(groups, list) else [groups]
         if any(isinstance(g, bool) or not isinstance(g, int) for g in groups):
             raise sec.error("groups", "must be a list of vhid numbers")
-        out.append(ServiceEntry(os.path.join(base, sec.str("file")), doc.line(where), f"services[{i}]",
+        out.append(ServiceEntry(os.path.join(base, sec.str("file")), doc.line(where), where,
                                 tuple(groups), _vars(sec, "vars")))
         sec.done()
     return tuple(out)
@@ -417,7 +413,8 @@ def load_policies(cfg: Config) -> dict[str, Policy]:
         elif os.path.isfile(entry.path):
             files = [entry.path]
         else:
-            raise ConfigError(cfg.file, entry.line, entry.key, f"{entry.path}: no such file or directory")
+            raise ConfigError(cfg.file, entry.line, yamlpos.dotted(entry.where),
+                              f"{entry.path}: no such file or directory")
         for file in files:
             doc = yamlpos.load(file)
             policy = _policy(doc, cfg, entry)

@@ -35,7 +35,7 @@ class Server:
     def check_free(self) -> None:
         """Refuse to run beside a live daemon; remove the socket of a dead one."""
         if os.path.exists(self.path):
-            if _answers(self.path):
+            if answers(self.path):
                 raise ControlError(f"{self.path}: another hasvc daemon is running")
             os.unlink(self.path)
 
@@ -113,7 +113,7 @@ def _send(sock: socket.socket, obj: dict[str, Any]) -> None:
     sock.sendall(json.dumps(obj).encode() + b"\n")
 
 
-def _answers(path: str) -> bool:
+def answers(path: str) -> bool:
     try:
         request(path, {"cmd": "ping"}, timeout=1.0)
         return True

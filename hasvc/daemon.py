@@ -115,7 +115,6 @@ class Daemon:
         self.demote_cond = threading.Condition()
         self.demote_want: tuple[bool, str] | None = None
         self.ready = False
-        self.started = time.time()
 
     # ---- inputs -------------------------------------------------------
 
@@ -391,9 +390,10 @@ class Daemon:
         except config_mod.ConfigError as exc:
             log.error("reload failed, keeping running config: %s", exc)
             return False
-        if _restart_needed(self.cfg, new):
+        fixed = _restart_needed(self.cfg, new)
+        if fixed:
             log.error("reload: %s changed; these need a restart of hasvc, keeping running config",
-                      ", ".join(_restart_needed(self.cfg, new)))
+                      ", ".join(fixed))
             return False
         for worker in self.workers.values():
             worker.stop()
@@ -402,7 +402,7 @@ class Daemon:
         changed = [n for n, s in old_services.items()
                    if n not in new.policies or new.policies[n] != s.policy or _groups_changed(self.cfg, new, s)]
         for name, svc in old_services.items():
-            if name not in changed and name in new.policies and svc.kind.running() and _rendered_differs(svc, new):
+            if name not in changed and svc.kind.running() and _rendered_differs(svc, new):
                 # Same policy, edited template: the service re-reads it (reload renders first).
                 svc.kind.cfg = new  # type: ignore[attr-defined]
                 out = svc.kind.reload()
